@@ -1,0 +1,46 @@
+# paradis-tf: `make test` works on a fresh Debian machine with Python 3.11 (root).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := dataset-fashion-mnist
+PYTEST := $(PY) -m pytest -q -m "not large" -p no:cacheprovider
+
+.PHONY: install system-packages test test-tf test-jax bench clean
+
+install: $(STAMP)
+
+# The virtual environment with TensorFlow (CI, export), JAX for the CPU (the
+# backend GPU training uses, checked on every run) and the package, editable.
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[tf,jax,test]'
+	touch $@
+
+# Debian packages: Fashion-MNIST (the built-in data set).
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test: install system-packages test-tf test-jax
+
+test-tf: install
+	KERAS_BACKEND=tensorflow $(PYTEST) tests
+
+# The layers and everything pure-Keras again on the JAX backend.
+test-jax: install
+	KERAS_BACKEND=jax $(PYTEST) tests/paradis_tf
+
+bench: install
+	$(PY) bench/layers.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,26 @@
+"""Split layers: one full-width kernel, computed by the devices of a switch.
+
+Every layer takes ``switch=`` (index or name) at call time. See DESIGN.md,
+"Split layers", for the contract.
+"""
+
+from paradis_tf.layers._base import SplitLinearLayer, SwitchedLayer
+from paradis_tf.layers._cost import LayerCost
+from paradis_tf.layers.gate_config import GateConfig
+from paradis_tf.layers.partial_sum_fusion import PartialSumFusion
+from paradis_tf.layers.split_conv2d import SplitConv2D
+from paradis_tf.layers.split_dense import SplitDense
+from paradis_tf.layers.split_depthwise_conv2d import SplitDepthwiseConv2D
+from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNormalization
+
+__all__ = [
+    "GateConfig",
+    "LayerCost",
+    "PartialSumFusion",
+    "SplitConv2D",
+    "SplitDense",
+    "SplitDepthwiseConv2D",
+    "SplitLinearLayer",
+    "SwitchableBatchNormalization",
+    "SwitchedLayer",
+]
