@@ -248,49 +248,52 @@ class SplitLinearLayer(SwitchedLayer):
         if not plan["learned"]:
             gate = local + (remote if plan["mode"] == "open" else 0.0)
             mask = gate @ assign  # (Cin, D) @ (D, Cout) -> (Cin, Cout)
+            plan["static_gate"] = gate
             plan["static_mask"] = None if mask.min() == 1.0 else mask
         if self.partial_outputs:
             plan["device_inputs"] = local.T  # (D, Cin): device k's own input channels
         return plan
 
     # -- gates ----------------------------------------------------------------
-    def _gate_tensor(self, index: int, training: bool):
-        """Effective gates g_s (Cin, D) of a learned switch, differentiable."""
+    def _relaxed(self, index: int, training: bool, expected: bool = False):
+        """Gates g_s (Cin, D) of a learned switch, pins obeyed, differentiable.
+
+        ``expected`` gives the sigmoid probabilities (for traffic penalties);
+        otherwise the gate as the forward pass uses it.
+        """
         logits = self._gate_logits[index]
-        soft = ops.sigmoid(logits / self.gates.temperature)
-        hard = ops.cast(ops.greater(logits, 0.0), soft.dtype)
-        if not training:
-            gate = hard
-        elif self.gates.relaxation == "straight_through":
-            gate = soft + ops.stop_gradient(hard - soft)
-        else:
+        soft = ops.sigmoid(ops.divide(logits, self.gates.temperature))
+        if expected or (training and self.gates.relaxation == "sigmoid"):
             gate = soft
+        else:
+            hard = ops.cast(ops.greater(logits, 0.0), soft.dtype)
+            # Straight-through: binary forward value, sigmoid gradient.
+            gate = soft + ops.stop_gradient(hard - soft) if training else hard
         pins = ops.cast(self._gate_pins[index], gate.dtype)
         return ops.where(ops.less(pins, 0.0), gate, pins)
 
-    def gate_probabilities(self, switch):
-        """(Cin, D) tensor: probability each remote channel is sent (pins obeyed).
-
-        Differentiable in the gate logits; the expected traffic of a switch is
-        ``sum(remote * p) * positions * bytes``. Local entries are 1.
-        """
-        index = self.switch_index(switch)
+    def _gate_matrix(self, index: int, training: bool, expected: bool = False):
+        """G_s (Cin, D): 1 for a device's own channels, the gate for remote ones."""
         plan = self._plans[index]
         if not plan["learned"]:
-            return ops.convert_to_tensor(plan["local"] + (plan["remote"] if plan["mode"] == "open" else 0.0))
-        p = ops.sigmoid(self._gate_logits[index] / self.gates.temperature)
-        pins = self._gate_pins[index]
-        p = ops.where(ops.less(pins, 0.0), p, pins)
-        return plan["local"] + plan["remote"] * p
+            return plan["static_gate"]
+        g = self._relaxed(index, training, expected)
+        local = ops.cast(plan["local"], g.dtype)
+        remote = ops.cast(plan["remote"], g.dtype)
+        return ops.add(local, ops.multiply(remote, g))  # (Cin, D)
+
+    def gate_probabilities(self, switch):
+        """G_s (Cin, D) with the probability that each remote channel is sent.
+
+        Differentiable in the gate logits (pins obeyed; local entries 1): the
+        expected traffic of the layer in a switch, for a budget penalty.
+        """
+        return ops.convert_to_tensor(self._gate_matrix(self.switch_index(switch), False, True))
 
     def gate_values(self, switch) -> np.ndarray:
-        """(Cin, D) binary numpy array G_s as used at inference (local entries 1)."""
-        index = self.switch_index(switch)
-        plan = self._plans[index]
-        if not plan["learned"]:
-            return plan["local"] + (plan["remote"] if plan["mode"] == "open" else 0.0)
-        gate = ops.convert_to_numpy(self._gate_tensor(index, training=False))
-        return plan["local"] + plan["remote"] * gate
+        """G_s (Cin, D) as a binary numpy array, as used at inference."""
+        gate = self._gate_matrix(self.switch_index(switch), training=False)
+        return np.asarray(ops.convert_to_numpy(gate), dtype="float32")
 
     def pin_gates(self, switch, pins) -> None:
         """Pins learned gates of ``switch``: (Cin, D) array of -1 (free), 0 (shut), 1 (open).
@@ -316,16 +319,15 @@ class SplitLinearLayer(SwitchedLayer):
 
     def kernel_mask(self, switch, training: bool = False):
         """mask_s (Cin, Cout) applied to the kernel, or None when it is all ones."""
-        index = self.switch_index(switch)
-        return self._mask(index, training)
+        return self._mask(self.switch_index(switch), training)
 
     def _mask(self, index: int, training: bool):
         plan = self._plans[index]
         if not plan["learned"]:
             return plan["static_mask"]
-        g = self._gate_tensor(index, training)
-        gate = plan["local"] + plan["remote"] * g  # (Cin, D)
-        return ops.matmul(gate, plan["assign"])  # (Cin, D) @ (D, Cout) -> (Cin, Cout)
+        gate = self._gate_matrix(index, training)  # (Cin, D)
+        assign = ops.cast(plan["assign"], gate.dtype)
+        return ops.matmul(gate, assign)  # (Cin, D) @ (D, Cout) -> (Cin, Cout)
 
     # -- forward --------------------------------------------------------------
     def call(self, inputs, switch=None, training=None):
