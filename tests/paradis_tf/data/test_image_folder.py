@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from paradis_tf.data import image_folder
+
+
+@pytest.fixture
+def folder(tmp_path, rng):
+    for name, value in (("cat", 40), ("dog", 200)):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            img = np.full((10, 12, 3), value, np.uint8)
+            img[0, 0] = rng.integers(0, 255, 3)
+            (tmp_path / name / f"{i}.png").write_bytes(tf.io.encode_png(img).numpy())
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_reads_classes_resizes_and_scales(folder):
+    ds, classes = image_folder(str(folder), image_size=(8, 8), batch_size=4, shuffle=False, return_class_names=True)
+    assert classes == ("cat", "dog")
+    x, y = zip(*[(np.asarray(a), np.asarray(b)) for a, b in ds])
+    x, y = np.concatenate(x), np.concatenate(y)
+    assert x.shape == (6, 8, 8, 3) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    np.testing.assert_allclose(x[3:, 4, 4], 200 / 255.0, atol=1e-6)
+    gray = image_folder(str(folder), image_size=(8, 8), color_mode="grayscale", shuffle=False)
+    assert next(iter(gray))[0].shape == (6, 8, 8, 1)
+
+
+def test_errors(folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        image_folder(str(tmp_path / "missing"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="has no sub-folder"):
+        image_folder(str(empty))
+    (folder / "cat" / "broken.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot decode .*broken.png"):
+        image_folder(str(folder))
+    with pytest.raises(ValueError, match="color_mode must be 'rgb' or 'grayscale', received 'cmyk'"):
+        image_folder(str(folder), color_mode="cmyk")
