@@ -282,6 +282,20 @@ class SplitLinearLayer(SwitchedLayer):
         remote = ops.cast(plan["remote"], g.dtype)
         return ops.add(local, ops.multiply(remote, g))  # (Cin, D)
 
+    def gate_matrix(self, switch, training: bool = False):
+        """G_s (Cin, D) as the forward pass uses it: a tensor for learned gates
+        (straight-through or soft while training), a numpy constant otherwise."""
+        return self._gate_matrix(self.switch_index(switch), training)
+
+    def remote_mask(self, switch) -> np.ndarray:
+        """(Cin, D) 1 where channel c is active and device k does not own it:
+        the entries that cost traffic when open (all 0 for partial outputs or a
+        replicated input)."""
+        return self._plans[self.switch_index(switch)]["remote"]
+
+    def has_learned_gates(self, switch) -> bool:
+        return self._plans[self.switch_index(switch)]["learned"]
+
     def gate_probabilities(self, switch):
         """G_s (Cin, D) with the probability that each remote channel is sent.
 

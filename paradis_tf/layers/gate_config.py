@@ -45,7 +45,7 @@ class GateConfig:
 
     mode: str = "learned"
     per_switch: tuple = ()
-    init_logit: float = 3.0
+    init_logit: float = 0.5
     relaxation: str = "straight_through"
     temperature: float = 1.0
 

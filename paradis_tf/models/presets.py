@@ -1,0 +1,30 @@
+"""Named model presets (data, not code) and ``build_model``."""
+
+from __future__ import annotations
+
+from paradis_tf.models.cifar_resnet import CifarResNet
+from paradis_tf.models.mobilenet_v1 import MobileNetV1
+from paradis_tf.models.resnet import ResNet
+
+__all__ = ["PRESETS", "build_model"]
+
+PRESETS = {
+    "resnet20": (CifarResNet, {"depth": 20}),
+    "resnet32": (CifarResNet, {"depth": 32}),
+    "resnet56": (CifarResNet, {"depth": 56}),
+    "resnet18": (ResNet, {"depth": 18}),
+    "resnet34": (ResNet, {"depth": 34}),
+    "resnet50": (ResNet, {"depth": 50}),
+    "mobilenet_v1": (MobileNetV1, {}),
+}
+
+
+def build_model(name: str, **kwargs):
+    """Builds preset ``name`` (see ``PRESETS``); ``kwargs`` override its arguments.
+
+    Example: ``build_model("resnet20", input_shape=(28, 28, 1), switches="1x1.0,2x0.5")``.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown model {name!r}; presets: {sorted(PRESETS)}.")
+    cls, defaults = PRESETS[name]
+    return cls(**{**defaults, **kwargs})

@@ -1,0 +1,449 @@
+"""SplitModel: one functional model, one output per switch, one set of weights.
+
+``fit`` trains every switch in each step (ParaDiS): the widest switch (the
+teacher) on the labels; every other switch on the labels plus the teacher's
+detached predictions (in-place distillation); and, for each switch with a
+traffic budget, a penalty that drives its traffic ratio (gated bytes over
+dense tensor-parallel bytes) down to a budget annealed from 1.0 to the target
+(DISCO). After training, ``finalize_gates`` makes the gates binary so each
+budget is met exactly, and ``recalibrate_batch_norm`` recomputes every
+switch's batch-norm statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Union
+
+import numpy as np
+import keras
+from keras import ops
+
+from paradis_tf.accounting import _trace
+from paradis_tf.layers._base import SplitLinearLayer
+from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNormalization
+from paradis_tf.switches import SwitchSet
+from paradis_tf.training.budget_schedule import BudgetSchedule
+
+__all__ = ["SplitModel"]
+
+
+def _scale_for_distribution(value):
+    """Divides by the replica count under tf.distribute (as Keras losses do):
+    gradients are summed over replicas."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            value = value * (1.0 / replicas)
+    return value
+
+
+def _weighted_mean(values, sample_weight):
+    values = ops.reshape(values, (ops.shape(values)[0], -1))
+    values = ops.mean(values, axis=-1)  # (B,)
+    if sample_weight is None:
+        return ops.mean(values)
+    w = ops.cast(ops.reshape(sample_weight, (-1,)), values.dtype)
+    return ops.sum(values * w) / ops.maximum(ops.sum(w), 1e-12)
+
+
+class _TrafficTerm:
+    """One split layer's share of a switch's traffic (not tracked by Keras)."""
+
+    def __init__(self, layer, index, positions, remote):
+        self.layer = layer
+        self.index = index
+        self.positions = positions
+        self.remote = remote  # (Cin, D) numpy
+        self.dense = float(positions * remote.sum())
+
+
+class _Plan:
+    """Static, per-switch bookkeeping held outside Keras' attribute tracking."""
+
+    def __init__(self, traffic, outputs):
+        self.traffic = traffic  # {switch name: [_TrafficTerm]}
+        self.outputs = outputs  # {switch name: KerasTensor}
+        self.switch_models = {}
+
+
+@keras.saving.register_keras_serializable(package="paradis_tf")
+class SplitModel(keras.Model):
+    """A functional model with one output per switch, all sharing split layers.
+
+    Build it like a functional model whose outputs are a dict keyed by switch
+    name (subclasses such as ``CifarResNet`` build their graph in
+    ``__init__``). Calling it returns every switch's output; ``switch_model``
+    gives a plain Keras model of one switch, sharing the weights.
+
+    Args:
+        inputs: the ``keras.Input``.
+        outputs: ``{switch name: output tensor}``, one entry per switch.
+        switches: the SwitchSet (or its written form).
+    """
+
+    def __init__(self, inputs, outputs, switches, **kwargs):
+        switches = SwitchSet(switches)
+        if not isinstance(outputs, Mapping):
+            raise ValueError(
+                "outputs must be a dict {switch name: output tensor}, received "
+                f"{type(outputs).__name__}."
+            )
+        by_name = {}
+        for key, tensor in outputs.items():
+            by_name[switches[key].name] = tensor
+        missing = [n for n in switches.names if n not in by_name]
+        if missing:
+            raise ValueError(f"outputs has no entry for switches {missing}; give one per switch.")
+        ordered = {n: by_name[n] for n in switches.names}
+        super().__init__(inputs=inputs, outputs=ordered, **kwargs)
+        self._switch_set = switches
+        # Counts training steps for the budget schedule; saved with the weights,
+        # so BackupAndRestore resumes the schedule where it stopped.
+        self.budget_step = keras.Variable(
+            0, dtype="int64", trainable=False, name="budget_step", aggregation="only_first_replica"
+        )
+        self._plan = _Plan(self._collect_traffic(), ordered)
+        self._trackers = {}
+        for name in switches.names:
+            self._trackers[name] = {
+                "loss": keras.metrics.Mean(name=f"{name}_loss"),
+                "accuracy": keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy"),
+            }
+            if self._plan.traffic[name]:
+                self._trackers[name]["comm"] = keras.metrics.Mean(name=f"{name}_comm")
+        self._switch_metrics = [m for t in self._trackers.values() for m in t.values()]
+        self._budgets = {}
+        self._budget_trackers = {}
+
+    # -- structure ------------------------------------------------------------
+    @property
+    def switches(self) -> SwitchSet:
+        return self._switch_set
+
+    def _collect_traffic(self):
+        shape = self.inputs[0].shape[1:]
+        if any(s is None for s in shape):
+            raise ValueError(
+                f"SplitModel needs a fully known input shape to weigh traffic, received {tuple(shape)}."
+            )
+        traffic = {n: [] for n in self._switch_set.names}
+        for layer, switch, in_shape in _trace(self, shape):
+            if not isinstance(layer, SplitLinearLayer):
+                continue
+            remote = layer.remote_mask(switch)
+            if remote.any():
+                positions = int(np.prod(in_shape[1:-1]))
+                name = self._switch_set[switch].name
+                traffic[name].append(_TrafficTerm(layer, layer.switch_index(switch), positions, remote))
+        return traffic
+
+    def switch_model(self, switch) -> keras.Model:
+        """A plain Keras model of one switch (shares this model's weights)."""
+        name = self._switch_set[switch].name
+        if name not in self._plan.switch_models:
+            self._plan.switch_models[name] = keras.Model(
+                self.inputs[0], self._plan.outputs[name], name=f"{self.name}_{name.replace('+', '_')}"
+            )
+        return self._plan.switch_models[name]
+
+    def learned_switches(self) -> tuple:
+        """Names of the switches with at least one learned gate."""
+        return tuple(
+            n for n, terms in self._plan.traffic.items()
+            if any(t.layer.has_learned_gates(t.index) for t in terms)
+        )
+
+    # -- traffic --------------------------------------------------------------
+    def _traffic_ratio(self, name, training=False, expected=False):
+        terms = self._plan.traffic[name]
+        dense = sum(t.dense for t in terms)
+        sent = 0.0
+        for t in terms:
+            gate = t.layer._gate_matrix(t.index, training, expected)  # (Cin, D)
+            sent = sent + t.positions * ops.sum(ops.multiply(ops.cast(t.remote, "float32"), ops.cast(gate, "float32")))
+        return sent / dense
+
+    def traffic_ratio(self, switch) -> Optional[float]:
+        """Gated bytes / dense tensor-parallel bytes of a switch as deployed
+        (binary gates); None for a switch without communication."""
+        name = self._switch_set[switch].name
+        if not self._plan.traffic[name]:
+            return None
+        return float(ops.convert_to_numpy(self._traffic_ratio(name)))
+
+    # -- compile --------------------------------------------------------------
+    def compile(
+        self,
+        optimizer="adam",
+        loss=None,
+        budget: Union[None, float, Mapping[str, float]] = None,
+        budget_schedule: Optional[BudgetSchedule] = None,
+        distillation_weight: float = 1.0,
+        comm_weight: float = 4.0,
+        metrics=None,
+        **kwargs,
+    ):
+        """Configures training.
+
+        Args:
+            optimizer: as ``keras.Model.compile``.
+            loss: per-switch task loss on the labels, a ``keras.losses.Loss``
+                (default: sparse categorical cross-entropy from logits).
+            budget: target traffic ratio in (0, 1] for every switch with learned
+                gates, or ``{switch: ratio}``; None trains without a penalty.
+            budget_schedule: a ``BudgetSchedule`` (default: reach the target at
+                step 1000).
+            distillation_weight: weight of the students' distillation loss
+                (soft cross-entropy to the teacher's detached predictions).
+            comm_weight: weight of the penalty ``relu(ratio - budget)``.
+        """
+        if metrics:
+            raise ValueError(
+                "SplitModel logs per-switch loss, accuracy and traffic itself; "
+                f"metrics= is not supported, received {metrics!r}."
+            )
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        elif isinstance(loss, str):
+            loss = keras.losses.get(loss)
+        if not isinstance(loss, keras.losses.Loss):
+            raise ValueError(
+                f"loss must be a keras.losses.Loss instance (or None), received {loss!r}."
+            )
+        for name, value in (("distillation_weight", distillation_weight), ("comm_weight", comm_weight)):
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, received {value!r}.")
+        if budget_schedule is None:
+            budget_schedule = BudgetSchedule()
+        elif isinstance(budget_schedule, Mapping):
+            budget_schedule = BudgetSchedule.from_config(budget_schedule)
+        elif not isinstance(budget_schedule, BudgetSchedule):
+            raise ValueError(f"budget_schedule must be a BudgetSchedule, received {budget_schedule!r}.")
+        self._budgets = self._resolve_budgets(budget)
+        self._task_loss = loss
+        self._budget_schedule = budget_schedule
+        self._distillation_weight = float(distillation_weight)
+        self._comm_weight = float(comm_weight)
+        self._budget_trackers = {
+            name: keras.metrics.Mean(name=f"{name}_budget") for name in self._budgets
+        }
+        self._compile_args = {
+            "loss": keras.losses.serialize(loss),
+            "budget": dict(self._budgets) if self._budgets else None,
+            "budget_schedule": budget_schedule.get_config(),
+            "distillation_weight": self._distillation_weight,
+            "comm_weight": self._comm_weight,
+        }
+        super().compile(optimizer=optimizer, loss=None, **kwargs)
+
+    def _resolve_budgets(self, budget) -> dict:
+        if budget is None:
+            return {}
+        learned = self.learned_switches()
+        if isinstance(budget, Mapping):
+            items = {}
+            for key, value in budget.items():
+                try:
+                    name = self._switch_set[key].name
+                except ValueError as e:
+                    raise ValueError(f"budget: {e}") from None
+                if name not in learned:
+                    raise ValueError(
+                        f"budget names switch '{name}', which has no learned gates (modes open/shut "
+                        f"or a single device): a budget would change nothing. Switches with learned "
+                        f"gates: {list(learned)}."
+                    )
+                items[name] = value
+        else:
+            if not learned:
+                raise ValueError(
+                    f"budget={budget!r} but no switch of {list(self._switch_set.names)} has learned gates."
+                )
+            items = {name: budget for name in learned}
+        for name, value in items.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ValueError(
+                    f"budget for switch '{name}' must be a traffic ratio in (0, 1], received {value!r}."
+                )
+        return {name: float(v) for name, v in items.items()}
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return {"optimizer": keras.optimizers.serialize(self.optimizer), **self._compile_args}
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        optimizer = keras.optimizers.deserialize(config.pop("optimizer"))
+        loss = keras.losses.deserialize(config.pop("loss"))
+        self.compile(optimizer=optimizer, loss=loss, **config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # -- the training objective ----------------------------------------------
+    def current_budget(self, switch) -> float:
+        """The annealed budget of a switch at the current training step."""
+        name = self._switch_set[switch].name
+        if name not in self._budgets:
+            raise ValueError(f"switch '{name}' has no budget; budgets: {self._budgets}.")
+        step = ops.convert_to_numpy(self.budget_step)
+        return float(ops.convert_to_numpy(self._budget_schedule(step, self._budgets[name])))
+
+    def _distillation(self, teacher_logits, student_logits, sample_weight):
+        # Soft cross-entropy: -sum softmax(teacher) * log_softmax(student), (B,).
+        target = ops.softmax(ops.stop_gradient(ops.cast(teacher_logits, "float32")), axis=-1)
+        log_p = ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1)
+        return _weighted_mean(-ops.sum(target * log_p, axis=-1), sample_weight)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        names = self._switch_set.names
+        teacher = y_pred[names[0]]
+        total = 0.0
+        for name in names:
+            logits = y_pred[name]
+            task = _weighted_mean(self._task_loss.call(y, ops.cast(logits, "float32")), sample_weight)
+            self._trackers[name]["loss"].update_state(task)
+            total = total + task
+            if name != names[0] and self._distillation_weight > 0:
+                total = total + self._distillation_weight * self._distillation(teacher, logits, sample_weight)
+        step = self.budget_step
+        for name in names:
+            if not self._plan.traffic[name]:
+                continue
+            deployed = self._traffic_ratio(name, training=False)
+            self._trackers[name]["comm"].update_state(deployed)
+            if name in self._budgets:
+                budget = self._budget_schedule(step, self._budgets[name])
+                self._budget_trackers[name].update_state(budget)
+                ratio = self._traffic_ratio(name, training=bool(training))
+                total = total + self._comm_weight * ops.relu(ratio - budget)
+        for extra in self.losses:  # regularizers
+            total = total + ops.cast(ops.sum(extra), "float32")
+        if training:
+            self.budget_step.assign_add(1)
+        return _scale_for_distribution(total)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        for name in self._switch_set.names:
+            self._trackers[name]["accuracy"].update_state(y, y_pred[name], sample_weight)
+        return self.get_metrics_result()
+
+    # -- after training -------------------------------------------------------
+    def finalize_gates(self, budget: Union[None, float, Mapping[str, float]] = None) -> dict:
+        """Makes every learned gate binary and freezes it (pins).
+
+        For a switch with a budget, the remote channels with the highest gate
+        logits are kept open until the next one would exceed the budget's
+        bytes (the ratio lands within one channel per layer below the budget);
+        other learned switches keep the sign of their logits.
+
+        Args:
+            budget: as in ``compile``; default the compiled budgets.
+
+        Returns:
+            ``{switch name: traffic ratio after finalization}``.
+        """
+        budgets = self._resolve_budgets(budget) if budget is not None else dict(self._budgets)
+        result = {}
+        for name in self.learned_switches():
+            terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
+            if name not in budgets:
+                for t in terms:
+                    t.layer.pin_gates(t.index, t.layer.gate_values(t.index) * t.remote + (1 - t.remote) * -1)
+                result[name] = self.traffic_ratio(name)
+                continue
+            dense = sum(t.dense for t in self._plan.traffic[name])
+            fixed = sum(
+                t.positions * float((t.remote * t.layer.gate_values(t.index)).sum())
+                for t in self._plan.traffic[name]
+                if not t.layer.has_learned_gates(t.index)
+            )
+            allowance = budgets[name] * dense - fixed
+            candidates = []  # (logit, bytes, term number, c, k)
+            for n, t in enumerate(terms):
+                logits = ops.convert_to_numpy(t.layer._gate_logits[t.index])
+                for c, k in zip(*np.nonzero(t.remote)):
+                    candidates.append((float(logits[c, k]), t.positions, n, int(c), int(k)))
+            candidates.sort(key=lambda e: (-e[0], e[2], e[3], e[4]))
+            pins = [np.where(t.remote > 0, 0.0, -1.0).astype("float32") for t in terms]
+            used = 0.0
+            for _, cost, n, c, k in candidates:
+                if used + cost <= allowance + 1e-9:
+                    pins[n][c, k] = 1.0
+                    used += cost
+            for t, p in zip(terms, pins):
+                t.layer.pin_gates(t.index, p)
+            result[name] = self.traffic_ratio(name)
+        return result
+
+    def recalibrate_batch_norm(self, dataset, num_batches: Optional[int] = None, verbose: int = 1) -> None:
+        """Recomputes every switch's batch-norm moving statistics.
+
+        Each switch's statistics are reset, then set to the average of the
+        batch statistics over ``num_batches`` batches of ``dataset`` (all of it
+        when None), as slimmable networks do after changing a switch's
+        channels. Run it after ``finalize_gates`` (and its fine-tune).
+
+        Args:
+            dataset: yields ``x`` or ``(x, y, ...)`` batches.
+            num_batches: batches per switch, or None for the whole dataset.
+            verbose: 1 prints one line per switch.
+        """
+        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1):
+            raise ValueError(f"num_batches must be a positive int or None, received {num_batches!r}.")
+        bns = [layer for layer in self._flatten_layers() if isinstance(layer, SwitchableBatchNormalization)]
+        if not bns:
+            return
+        saved = [bn.momentum for bn in bns]
+        try:
+            for index, name in enumerate(self._switch_set.names):
+                for bn in bns:
+                    bn.moving_means[index].assign(ops.zeros_like(bn.moving_means[index]))
+                    bn.moving_variances[index].assign(ops.ones_like(bn.moving_variances[index]))
+                model = self.switch_model(name)
+                seen = 0
+                for batch in dataset:
+                    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    # Cumulative average: moving = moving * t/(t+1) + batch/(t+1).
+                    for bn in bns:
+                        bn.momentum = seen / (seen + 1.0)
+                    model(x, training=True)
+                    seen += 1
+                    if num_batches is not None and seen >= num_batches:
+                        break
+                if seen == 0:
+                    raise ValueError("recalibrate_batch_norm: the dataset yielded no batch.")
+                if verbose:
+                    print(f"recalibrated batch norm of switch {name} on {seen} batches")
+        finally:
+            for bn, m in zip(bns, saved):
+                bn.momentum = m
+
+    # -- serialization --------------------------------------------------------
+    def get_config(self):
+        # Subclasses (model families) return their constructor arguments, as
+        # keras-hub backbones do. A bare SplitModel saves its graph through a
+        # plain functional model over the same layers.
+        config = {"name": self.name, "trainable": self.trainable}
+        if type(self) is SplitModel:
+            graph = keras.Model(self.inputs[0], self._plan.outputs, name=self.name)
+            config["switches"] = self._switch_set.get_config()
+            config["graph"] = graph.get_config()
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if cls is SplitModel:
+            switches = SwitchSet(config.pop("switches"))
+            plain = keras.Model.from_config(config.pop("graph"), custom_objects=custom_objects)
+            outputs = getattr(plain, "_outputs_struct", None)  # {switch name: tensor}
+            if not isinstance(outputs, Mapping):
+                raise ValueError(
+                    "A saved SplitModel must have a dict of outputs keyed by switch name; "
+                    f"the saved graph holds {type(outputs).__name__}."
+                )
+            return cls(plain.inputs[0], outputs, switches, **config)
+        return cls(**config)
