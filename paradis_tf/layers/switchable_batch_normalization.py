@@ -22,8 +22,10 @@ class SwitchableBatchNormalization(SwitchedLayer):
 
     Args:
         switches: the SwitchSet the model serves.
-        momentum, epsilon, center, scale, initializers: as
-            ``keras.layers.BatchNormalization``.
+        momentum, epsilon, center, scale, initializers, synchronized: as
+            ``keras.layers.BatchNormalization`` (``synchronized`` computes
+            batch statistics across the replicas of a distribution strategy,
+            so a step on N replicas equals one step on the whole batch).
 
     Call arguments:
         inputs: ``(B, ..., C)``; switch: index or name (required); training:
@@ -41,6 +43,7 @@ class SwitchableBatchNormalization(SwitchedLayer):
         gamma_initializer="ones",
         moving_mean_initializer="zeros",
         moving_variance_initializer="ones",
+        synchronized=False,
         **kwargs,
     ):
         super().__init__(switches, **kwargs)
@@ -51,6 +54,7 @@ class SwitchableBatchNormalization(SwitchedLayer):
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.center = bool(center)
+        self.synchronized = bool(synchronized)
         self.scale = bool(scale)
         self.beta_initializer = keras.initializers.get(beta_initializer)
         self.gamma_initializer = keras.initializers.get(gamma_initializer)
@@ -105,7 +109,7 @@ class SwitchableBatchNormalization(SwitchedLayer):
         moving_mean, moving_variance = self.moving_means[i], self.moving_variances[i]
         if training and self.trainable:
             axes = list(range(len(x.shape) - 1))
-            mean, variance = ops.moments(x, axes=axes)  # (C,), (C,)
+            mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)  # (C,), (C,)
             m = self.momentum
             moving_mean.assign(moving_mean * m + ops.cast(mean, moving_mean.dtype) * (1.0 - m))
             moving_variance.assign(
@@ -144,6 +148,7 @@ class SwitchableBatchNormalization(SwitchedLayer):
                 "epsilon": self.epsilon,
                 "center": self.center,
                 "scale": self.scale,
+                "synchronized": self.synchronized,
                 "beta_initializer": keras.initializers.serialize(self.beta_initializer),
                 "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
                 "moving_mean_initializer": keras.initializers.serialize(

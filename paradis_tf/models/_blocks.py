@@ -27,13 +27,13 @@ class ConvBN:
     """SplitConv2D (no bias) -> SwitchableBatchNormalization -> optional ReLU."""
 
     def __init__(self, filters, kernel_size, switches, name, strides=1, relu=True, gates="learned",
-                 replicated_input=False, padding="same"):
+                 replicated_input=False, padding="same", sync_bn=False):
         self.conv = SplitConv2D(
             filters, kernel_size, switches, strides=strides, padding=padding, use_bias=False,
             gates=gates, replicated_input=replicated_input, kernel_initializer="he_normal",
             name=f"{name}_conv",
         )
-        self.bn = SwitchableBatchNormalization(switches, name=f"{name}_bn")
+        self.bn = SwitchableBatchNormalization(switches, synchronized=sync_bn, name=f"{name}_bn")
         self.relu = relu
         self.name = name
 
@@ -45,12 +45,12 @@ class ConvBN:
 class DepthwiseBN:
     """SplitDepthwiseConv2D (no bias) -> SwitchableBatchNormalization -> ReLU."""
 
-    def __init__(self, switches, name, strides=1):
+    def __init__(self, switches, name, strides=1, sync_bn=False):
         self.conv = SplitDepthwiseConv2D(
             3, switches, strides=strides, padding="same", use_bias=False,
             depthwise_initializer="he_normal", name=f"{name}_dw",
         )
-        self.bn = SwitchableBatchNormalization(switches, name=f"{name}_dw_bn")
+        self.bn = SwitchableBatchNormalization(switches, synchronized=sync_bn, name=f"{name}_dw_bn")
 
     def __call__(self, x, switch):
         return keras.layers.ReLU()(self.bn(self.conv(x, switch=switch), switch=switch))
@@ -63,12 +63,13 @@ class BasicBlock:
     move channels across device boundaries when the width doubles.
     """
 
-    def __init__(self, filters, switches, name, strides=1, in_filters=None, gates="learned"):
-        self.conv1 = ConvBN(filters, 3, switches, f"{name}_1", strides=strides, gates=gates)
-        self.conv2 = ConvBN(filters, 3, switches, f"{name}_2", relu=False, gates=gates)
+    def __init__(self, filters, switches, name, strides=1, in_filters=None, gates="learned", sync_bn=False):
+        kw = {"gates": gates, "sync_bn": sync_bn}
+        self.conv1 = ConvBN(filters, 3, switches, f"{name}_1", strides=strides, **kw)
+        self.conv2 = ConvBN(filters, 3, switches, f"{name}_2", relu=False, **kw)
         self.project = None
         if strides != 1 or in_filters != filters:
-            self.project = ConvBN(filters, 1, switches, f"{name}_proj", strides=strides, relu=False, gates=gates)
+            self.project = ConvBN(filters, 1, switches, f"{name}_proj", strides=strides, relu=False, **kw)
 
     def __call__(self, x, switch):
         shortcut = x if self.project is None else self.project(x, switch)
@@ -81,14 +82,15 @@ class BottleneckBlock:
 
     expansion = 4
 
-    def __init__(self, filters, switches, name, strides=1, in_filters=None, gates="learned"):
+    def __init__(self, filters, switches, name, strides=1, in_filters=None, gates="learned", sync_bn=False):
         out = filters * self.expansion
-        self.conv1 = ConvBN(filters, 1, switches, f"{name}_1", gates=gates)
-        self.conv2 = ConvBN(filters, 3, switches, f"{name}_2", strides=strides, gates=gates)
-        self.conv3 = ConvBN(out, 1, switches, f"{name}_3", relu=False, gates=gates)
+        kw = {"gates": gates, "sync_bn": sync_bn}
+        self.conv1 = ConvBN(filters, 1, switches, f"{name}_1", **kw)
+        self.conv2 = ConvBN(filters, 3, switches, f"{name}_2", strides=strides, **kw)
+        self.conv3 = ConvBN(out, 1, switches, f"{name}_3", relu=False, **kw)
         self.project = None
         if strides != 1 or in_filters != out:
-            self.project = ConvBN(out, 1, switches, f"{name}_proj", strides=strides, relu=False, gates=gates)
+            self.project = ConvBN(out, 1, switches, f"{name}_proj", strides=strides, relu=False, **kw)
 
     def __call__(self, x, switch):
         shortcut = x if self.project is None else self.project(x, switch)

@@ -27,10 +27,12 @@ class CifarResNet(SplitModel):
         input_shape: ``(H, W, C)`` of one image.
         switches: the SwitchSet the model serves.
         gates: gate mode or GateConfig of every communicating layer.
+        sync_batch_norm: batch statistics across replicas of a distribution
+            strategy (see ``SwitchableBatchNormalization``).
     """
 
     def __init__(self, depth=20, width=1.0, num_classes=10, input_shape=(32, 32, 3),
-                 switches="1x1.0", gates="learned", name=None, **kwargs):
+                 switches="1x1.0", gates="learned", sync_batch_norm=False, name=None, **kwargs):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110), received {depth!r}.")
         input_shape = check_classifier_args(num_classes, input_shape, width)
@@ -39,12 +41,14 @@ class CifarResNet(SplitModel):
         n = (depth - 2) // 6
         filters = [scaled(c, width) for c in (16, 32, 64)]
 
-        stem = ConvBN(filters[0], 3, switches, "stem", replicated_input=True, gates=gates)
+        stem = ConvBN(filters[0], 3, switches, "stem", replicated_input=True, gates=gates,
+                      sync_bn=sync_batch_norm)
         blocks, previous = [], filters[0]
         for stage, f in enumerate(filters):
             for b in range(n):
                 strides = 2 if stage > 0 and b == 0 else 1
-                blocks.append(BasicBlock(f, switches, f"stage{stage + 1}_block{b + 1}", strides, previous, gates))
+                blocks.append(BasicBlock(f, switches, f"stage{stage + 1}_block{b + 1}", strides, previous, gates,
+                                         sync_batch_norm))
                 previous = f
         head = ClassifierHead(num_classes, switches)
 
@@ -61,6 +65,7 @@ class CifarResNet(SplitModel):
         self.num_classes = num_classes
         self.image_shape = input_shape
         self.gate_config = gates
+        self.sync_batch_norm = bool(sync_batch_norm)
 
     def get_config(self):
         config = super().get_config()
@@ -72,6 +77,7 @@ class CifarResNet(SplitModel):
                 "input_shape": list(self.image_shape),
                 "switches": self.switches.get_config(),
                 "gates": self.gate_config.get_config(),
+                "sync_batch_norm": self.sync_batch_norm,
             }
         )
         return config

@@ -27,18 +27,20 @@ class MobileNetV1(SplitModel):
 
     Args:
         width: channel multiplier (alpha).
-        num_classes, input_shape, switches, gates: as ``CifarResNet``.
+        num_classes, input_shape, switches, gates, sync_batch_norm: as
+            ``CifarResNet``.
     """
 
     def __init__(self, width=1.0, num_classes=1000, input_shape=(224, 224, 3),
-                 switches="1x1.0", gates="learned", name=None, **kwargs):
+                 switches="1x1.0", gates="learned", sync_batch_norm=False, name=None, **kwargs):
         input_shape = check_classifier_args(num_classes, input_shape, width)
         switches = SwitchSet(switches)
         gates = GateConfig.coerce(gates)
-        stem = ConvBN(scaled(32, width), 3, switches, "stem", strides=2, replicated_input=True, gates=gates)
+        stem = ConvBN(scaled(32, width), 3, switches, "stem", strides=2, replicated_input=True, gates=gates,
+                      sync_bn=sync_batch_norm)
         blocks = [
-            (DepthwiseBN(switches, f"block{i + 1}", strides),
-             ConvBN(scaled(f, width), 1, switches, f"block{i + 1}_pw", gates=gates))
+            (DepthwiseBN(switches, f"block{i + 1}", strides, sync_batch_norm),
+             ConvBN(scaled(f, width), 1, switches, f"block{i + 1}_pw", gates=gates, sync_bn=sync_batch_norm))
             for i, (f, strides) in enumerate(_BLOCKS)
         ]
         head = ClassifierHead(num_classes, switches)
@@ -55,6 +57,7 @@ class MobileNetV1(SplitModel):
         self.num_classes = num_classes
         self.image_shape = input_shape
         self.gate_config = gates
+        self.sync_batch_norm = bool(sync_batch_norm)
 
     def get_config(self):
         config = super().get_config()
@@ -65,6 +68,7 @@ class MobileNetV1(SplitModel):
                 "input_shape": list(self.image_shape),
                 "switches": self.switches.get_config(),
                 "gates": self.gate_config.get_config(),
+                "sync_batch_norm": self.sync_batch_norm,
             }
         )
         return config

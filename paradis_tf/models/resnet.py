@@ -31,11 +31,12 @@ class ResNet(SplitModel):
 
     Args:
         depth: 18, 34 (basic blocks), 50 or 101 (bottlenecks).
-        width, num_classes, input_shape, switches, gates: as ``CifarResNet``.
+        width, num_classes, input_shape, switches, gates, sync_batch_norm: as
+            ``CifarResNet``.
     """
 
     def __init__(self, depth=50, width=1.0, num_classes=1000, input_shape=(224, 224, 3),
-                 switches="1x1.0", gates="learned", name=None, **kwargs):
+                 switches="1x1.0", gates="learned", sync_batch_norm=False, name=None, **kwargs):
         if depth not in _STAGES:
             raise ValueError(f"depth must be one of {sorted(_STAGES)}, received {depth!r}.")
         input_shape = check_classifier_args(num_classes, input_shape, width)
@@ -43,13 +44,15 @@ class ResNet(SplitModel):
         gates = GateConfig.coerce(gates)
         block_cls, counts = _STAGES[depth]
 
-        stem = ConvBN(scaled(64, width), 7, switches, "stem", strides=2, replicated_input=True, gates=gates)
+        stem = ConvBN(scaled(64, width), 7, switches, "stem", strides=2, replicated_input=True, gates=gates,
+                      sync_bn=sync_batch_norm)
         blocks, previous = [], scaled(64, width)
         for stage, count in enumerate(counts):
             f = scaled(64 * 2**stage, width)
             for b in range(count):
                 strides = 2 if stage > 0 and b == 0 else 1
-                block = block_cls(f, switches, f"stage{stage + 1}_block{b + 1}", strides, previous, gates)
+                block = block_cls(f, switches, f"stage{stage + 1}_block{b + 1}", strides, previous, gates,
+                                  sync_batch_norm)
                 blocks.append(block)
                 previous = f * getattr(block_cls, "expansion", 1)
         head = ClassifierHead(num_classes, switches)
@@ -68,6 +71,7 @@ class ResNet(SplitModel):
         self.num_classes = num_classes
         self.image_shape = input_shape
         self.gate_config = gates
+        self.sync_batch_norm = bool(sync_batch_norm)
 
     def get_config(self):
         config = super().get_config()
@@ -79,6 +83,7 @@ class ResNet(SplitModel):
                 "input_shape": list(self.image_shape),
                 "switches": self.switches.get_config(),
                 "gates": self.gate_config.get_config(),
+                "sync_batch_norm": self.sync_batch_norm,
             }
         )
         return config

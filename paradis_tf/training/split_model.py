@@ -12,6 +12,7 @@ switch's batch-norm statistics.
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Optional, Union
 
 import numpy as np
@@ -46,6 +47,25 @@ def _weighted_mean(values, sample_weight):
         return ops.mean(values)
     w = ops.cast(ops.reshape(sample_weight, (-1,)), values.dtype)
     return ops.sum(values * w) / ops.maximum(ops.sum(w), 1e-12)
+
+
+def _atomic_write(filepath, overwrite, write):
+    """Calls ``write(tmp)`` with a temporary path beside ``filepath`` (same
+    file system, same extension), then renames it over ``filepath``."""
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists and overwrite=False.")
+    folder, base = os.path.split(os.path.abspath(filepath))
+    os.makedirs(folder, exist_ok=True)
+    # Keep the full extension (".keras", ".weights.h5"): Keras checks it.
+    stem, dot, ext = base.partition(".")
+    tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}{dot}{ext}")
+    try:
+        write(tmp)
+        os.replace(tmp, filepath)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 class _TrafficTerm:
@@ -420,6 +440,17 @@ class SplitModel(keras.Model):
         finally:
             for bn, m in zip(bns, saved):
                 bn.momentum = m
+
+    # -- saving: atomic ---------------------------------------------------------
+    def save(self, filepath, overwrite=True, **kwargs):
+        """``keras.Model.save``, atomic: written beside ``filepath``, then renamed,
+        so an interrupted save (ModelCheckpoint, a killed job) never leaves a
+        truncated file in place."""
+        _atomic_write(filepath, overwrite, lambda tmp: super(SplitModel, self).save(tmp, **kwargs))
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """``keras.Model.save_weights``, atomic (used by BackupAndRestore)."""
+        _atomic_write(filepath, overwrite, lambda tmp: super(SplitModel, self).save_weights(tmp, **kwargs))
 
     # -- serialization --------------------------------------------------------
     def get_config(self):
