@@ -199,7 +199,8 @@ class SplitLinearLayer(SwitchedLayer):
                 self._gate_logits[i] = self.add_weight(
                     name=f"gate_logits_{i}",
                     shape=(self.in_channels, d),
-                    initializer=keras.initializers.Constant(self.gates.init_logit),
+                    # Holds logit / logit_scale (see GateConfig.logit_scale).
+                    initializer=keras.initializers.Constant(self.gates.init_logit / self.gates.logit_scale),
                 )
                 # -1: free (learned), 0: pinned shut, 1: pinned open.
                 self._gate_pins[i] = self.add_weight(
@@ -261,7 +262,7 @@ class SplitLinearLayer(SwitchedLayer):
         ``expected`` gives the sigmoid probabilities (for traffic penalties);
         otherwise the gate as the forward pass uses it.
         """
-        logits = self._gate_logits[index]
+        logits = self._gate_logits[index] * self.gates.logit_scale  # (Cin, D)
         soft = ops.sigmoid(ops.divide(logits, self.gates.temperature))
         if expected or (training and self.gates.relaxation == "sigmoid"):
             gate = soft
@@ -295,6 +296,16 @@ class SplitLinearLayer(SwitchedLayer):
 
     def has_learned_gates(self, switch) -> bool:
         return self._plans[self.switch_index(switch)]["learned"]
+
+    def gate_logits(self, switch) -> np.ndarray:
+        """(Cin, D) numpy gate logits of a learned switch (before pins)."""
+        index = self.switch_index(switch)
+        if index not in self._gate_logits:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': switch '{self.switches[index]}' has no "
+                "learned gates."
+            )
+        return ops.convert_to_numpy(self._gate_logits[index]) * self.gates.logit_scale
 
     def gate_probabilities(self, switch):
         """G_s (Cin, D) with the probability that each remote channel is sent.

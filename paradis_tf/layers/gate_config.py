@@ -41,6 +41,10 @@ class GateConfig:
             (dense tensor parallelism, from which a budget is annealed).
         relaxation: ``"straight_through"`` or ``"sigmoid"`` (see module).
         temperature: sigmoid temperature of the relaxation, > 0.
+        logit_scale: the trainable variable holds ``logit / logit_scale``, so
+            an optimizer moves gate logits ``logit_scale`` times faster than
+            weights (Adam) and gates can close while the budget anneals instead
+            of lagging behind it. > 0.
     """
 
     mode: str = "learned"
@@ -48,6 +52,7 @@ class GateConfig:
     init_logit: float = 0.5
     relaxation: str = "straight_through"
     temperature: float = 1.0
+    logit_scale: float = 10.0
 
     def __post_init__(self):
         _check_mode(self.mode, "GateConfig.mode")
@@ -75,6 +80,11 @@ class GateConfig:
             raise ValueError(
                 f"GateConfig.temperature must be > 0, received {self.temperature!r}."
             )
+        if not self.logit_scale > 0:
+            raise ValueError(
+                f"GateConfig.logit_scale must be > 0, received {self.logit_scale!r}."
+            )
+        object.__setattr__(self, "logit_scale", float(self.logit_scale))
         object.__setattr__(self, "init_logit", float(self.init_logit))
         object.__setattr__(self, "temperature", float(self.temperature))
 
@@ -118,6 +128,7 @@ class GateConfig:
             "init_logit": self.init_logit,
             "relaxation": self.relaxation,
             "temperature": self.temperature,
+            "logit_scale": self.logit_scale,
         }
 
     @classmethod

@@ -383,7 +383,7 @@ class SplitModel(keras.Model):
             allowance = budgets[name] * dense - fixed
             candidates = []  # (logit, bytes, term number, c, k)
             for n, t in enumerate(terms):
-                logits = ops.convert_to_numpy(t.layer._gate_logits[t.index])
+                logits = t.layer.gate_logits(t.index)
                 for c, k in zip(*np.nonzero(t.remote)):
                     candidates.append((float(logits[c, k]), t.positions, n, int(c), int(k)))
             candidates.sort(key=lambda e: (-e[0], e[2], e[3], e[4]))
