@@ -35,9 +35,11 @@ test: install system-packages test-tf test-jax
 test-tf: install
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
 
-# The layers and everything pure-Keras again on the JAX backend.
+# The layers, training and models again on the JAX backend (the GPU route);
+# the tf.data loaders and the CLI are exercised on TensorFlow above.
 test-jax: install
-	KERAS_BACKEND=jax $(PYTEST) tests/paradis_tf
+	KERAS_BACKEND=jax $(PYTEST) tests/paradis_tf \
+	  --ignore=tests/paradis_tf/data --ignore=tests/paradis_tf/test_cli.py
 
 bench: install
 	$(PY) bench/layers.py

@@ -122,7 +122,7 @@ class SplitModel(keras.Model):
         # Counts training steps for the budget schedule; saved with the weights,
         # so BackupAndRestore resumes the schedule where it stopped.
         self.budget_step = keras.Variable(
-            0, dtype="int64", trainable=False, name="budget_step", aggregation="only_first_replica"
+            0, dtype="int32", trainable=False, name="budget_step", aggregation="only_first_replica"
         )
         self._plan = _Plan(self._collect_traffic(), ordered)
         self._trackers = {}
@@ -420,8 +420,9 @@ class SplitModel(keras.Model):
         try:
             for index, name in enumerate(self._switch_set.names):
                 for bn in bns:
-                    bn.moving_means[index].assign(ops.zeros_like(bn.moving_means[index]))
-                    bn.moving_variances[index].assign(ops.ones_like(bn.moving_variances[index]))
+                    shape = tuple(bn.moving_means[index].shape)
+                    bn.moving_means[index].assign(np.zeros(shape, "float32"))
+                    bn.moving_variances[index].assign(np.ones(shape, "float32"))
                 model = self.switch_model(name)
                 seen = 0
                 for batch in dataset:
