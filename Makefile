@@ -41,8 +41,14 @@ test-jax: install
 	KERAS_BACKEND=jax $(PYTEST) tests/paradis_tf \
 	  --ignore=tests/paradis_tf/data --ignore=tests/paradis_tf/test_cli.py
 
+# Benchmarks (long; the accuracy ones resume from bench/.runs). BENCH_PRESET=gpu
+# gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU).
+BENCH_PRESET ?= cpu
 bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/layers.py
+	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)
+	$(PY) bench/switches.py --preset $(BENCH_PRESET)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,158 @@
+"""Shared mechanics of the accuracy benchmarks: data, one training recipe,
+evaluation, resumable per-run records, tables and plots.
+
+Runs on the TensorFlow backend (CPU, here) and on the JAX backend without
+TensorFlow (GPU machines): data is read with NumPy from the Debian package's
+IDX files and fed through a ``keras.utils.PyDataset``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+RESULTS = os.path.join(ROOT, "docs", "results")
+RUNS = os.path.join(ROOT, "bench", ".runs")
+
+
+def load_data(train_limit=None, test_limit=None):
+    from paradis_tf.data import load_fashion_mnist
+
+    x, y = load_fashion_mnist("train")
+    xt, yt = load_fashion_mnist("test")
+    if train_limit:
+        x, y = x[:train_limit], y[:train_limit]
+    if test_limit:
+        xt, yt = xt[:test_limit], yt[:test_limit]
+    return (x.astype("float32") / 255.0, y), (xt.astype("float32") / 255.0, yt)
+
+
+def batches(x, y, batch_size, augment, seed):
+    """A PyDataset reshuffled (and augmented: flips, 2-pixel shifts) each epoch."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self):
+            return math.ceil(len(x) / batch_size)
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(x))
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            xb, yb = x[idx], y[idx]
+            if augment:
+                flip = self.rng.random(len(idx)) < 0.5
+                xb = np.where(flip[:, None, None, None], xb[:, :, ::-1], xb)
+                padded = np.pad(xb, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+                dy, dx = self.rng.integers(0, 5, 2)
+                xb = padded[:, dy : dy + x.shape[1], dx : dx + x.shape[2]]
+            return xb, yb
+
+    return Batches()
+
+
+def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, finalize=False,
+                       finetune_epochs=0, anneal_fraction=0.5, pin_random_budget=None, verbose=0):
+    """The one recipe every variant follows (Adam, cosine learning rate,
+    same epochs in total). Returns per-switch top-1 and the device summary."""
+    import keras
+    from paradis_tf import device_summary
+    from paradis_tf.training import BudgetSchedule
+
+    (x, y), (xt, yt) = data
+    train = batches(x, y, batch_size, augment=True, seed=seed)
+    steps = len(train) * epochs
+    schedule = keras.optimizers.schedules.CosineDecay(lr, steps)
+    anneal_end = max(1, int(anneal_fraction * len(train) * (epochs - finetune_epochs)))
+    jit = "auto" if keras.backend.backend() != "tensorflow" else True
+    model.compile(optimizer=keras.optimizers.Adam(schedule), budget=budget,
+                  budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit)
+    if pin_random_budget is not None:
+        # Random fixed selection at the budget: random logits, then the
+        # budget-exact top-k that finalize_gates keeps.
+        rng = np.random.default_rng(seed)
+        for layer in model._flatten_layers():
+            for var in getattr(layer, "_gate_logits", {}).values():
+                var.assign(rng.normal(size=var.shape).astype("float32"))
+        model.finalize_gates(budget=pin_random_budget)
+    model.fit(train, epochs=epochs - finetune_epochs, verbose=verbose)
+    if finalize:
+        model.finalize_gates()
+    if finetune_epochs:
+        model.fit(train, epochs=epochs, initial_epoch=epochs - finetune_epochs, verbose=verbose)
+    model.recalibrate_batch_norm(batches(x, y, batch_size, False, seed + 1), num_batches=50, verbose=0)
+    results = model.evaluate(xt, yt, batch_size=500, verbose=0, return_dict=True)
+    summary = device_summary(model, x.shape[1:], print_fn=None)
+    out = {}
+    for name in model.switches.names:
+        devices = summary["switches"][name]["devices"]
+        out[name] = {
+            "top1": float(results[f"{name}_accuracy"]),
+            "comm_ratio": summary["switches"][name]["comm_ratio"],
+            "flops_per_device_ratio": max(d["flops_ratio"] for d in devices),
+            "params_per_device_ratio": max(d["params_ratio"] for d in devices),
+        }
+    return out
+
+
+def cached_run(bench, key, fn):
+    """Runs ``fn()`` once per key; later invocations reuse the stored record
+    (long benchmarks resume where they stopped)."""
+    path = os.path.join(RUNS, bench, key + ".json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    t0 = time.time()
+    record = fn()
+    record = {"result": record, "seconds": round(time.time() - t0, 1)}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, path)
+    return record
+
+
+def mean_spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (max(values) - min(values))
+
+
+def write_json(name, payload):
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, name), "w") as f:
+        json.dump(payload, f, indent=2)
+
+
+def write_text(name, text):
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, name), "w") as f:
+        f.write(text)
+
+
+def backend_and_device():
+    import keras
+
+    backend = keras.backend.backend()
+    device = "cpu"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0].platform
+    return backend, device
