@@ -156,3 +156,63 @@ def backend_and_device():
 
         device = jax.devices()[0].platform
     return backend, device
+
+
+SETTING_KEYS = ("train_limit", "test_limit", "epochs", "seeds", "batch_size")
+
+
+def parse_setting(parser, presets, script):
+    """Adds --preset and per-key overrides to ``parser``; returns (args, setting, tag)."""
+    parser.add_argument("--preset", choices=sorted(presets), default="cpu")
+    parser.add_argument("--regimes", default="narrow,full")
+    for key in SETTING_KEYS:
+        parser.add_argument("--" + key.replace("_", "-"), type=str if key == "seeds" else int, default=None,
+                            help="N, or per regime: narrow=3,full=1" if key == "seeds" else None)
+    args = parser.parse_args()
+    setting = dict(presets[args.preset])
+    for key in SETTING_KEYS:
+        if getattr(args, key) is not None:
+            setting[key] = getattr(args, key)
+    setting["seeds"] = _seeds_per_regime(setting["seeds"], args.regimes.split(","))
+    backend, device = backend_and_device()
+    setting["description"] = (
+        f"preset {args.preset}; {setting['train_limit'] or 60000} training / {setting['test_limit'] or 10000} "
+        f"test images, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam 1e-3 cosine, flips + "
+        f"shifts, seeds {setting['seeds']}; backend {backend} on {device}")
+    setting["command"] = f"python bench/{script} " + " ".join(sys.argv[1:])
+    tag = f"{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
+    return args, setting, tag
+
+
+def _seeds_per_regime(value, regimes):
+    """``3`` or ``"narrow=3,full=1"`` -> {regime: seeds}."""
+    if isinstance(value, int) or str(value).isdigit():
+        return {r: int(value) for r in regimes}
+    out = {}
+    for part in str(value).split(","):
+        regime, _, n = part.partition("=")
+        if regime not in regimes or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--seeds: expected N or regime=N pairs for {regimes}, received {value!r}")
+        out[regime] = int(n)
+    missing = [r for r in regimes if r not in out]
+    if missing:
+        raise SystemExit(f"--seeds: no seed count for regimes {missing} in {value!r}")
+    return out
+
+
+def run_per_backend(script, backends, child_args):
+    """Runs ``script --child child_args`` once per Keras backend, each in its
+    own process; returns the JSON each child prints last."""
+    import subprocess
+
+    rows = []
+    for backend in backends:
+        print(f"[{backend}] measuring ...", flush=True)
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+        cmd = [sys.executable, os.path.abspath(script), "--child"] + list(child_args)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.stderr.write(out.stderr[-3000:])
+            raise SystemExit(f"{os.path.basename(script)}: the {backend} run failed")
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return rows

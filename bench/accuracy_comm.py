@@ -150,30 +150,15 @@ def plot(summary, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--regimes", default="narrow,full")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    for key in ("train_limit", "test_limit", "epochs", "seeds", "batch_size"):
-        parser.add_argument("--" + key.replace("_", "-"), type=int, default=None)
-    args = parser.parse_args()
-    setting = dict(PRESETS[args.preset])
-    for key in setting:
-        if getattr(args, key) is not None:
-            setting[key] = getattr(args, key)
-    backend, device = C.backend_and_device()
-    setting["description"] = (
-        f"preset {args.preset}; {setting['train_limit'] or 60000} training / {setting['test_limit'] or 10000} "
-        f"test images, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam 1e-3 cosine, flips + "
-        f"shifts, {setting['seeds']} seeds; backend {backend} on {device}")
-    setting["command"] = "python bench/accuracy_comm.py " + " ".join(sys.argv[1:])
-    tag = f"{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
+    args, setting, tag = C.parse_setting(parser, PRESETS, "accuracy_comm.py")
     data = C.load_data(setting["train_limit"], setting["test_limit"])
     records = {}
     for regime in args.regimes.split(","):
         records[regime] = {}
         for variant in args.variants.split(","):
             runs = []
-            for seed in range(setting["seeds"]):
+            for seed in range(setting["seeds"][regime]):
                 key = f"{tag}/{regime}_{variant}_{seed}"
                 rec = C.cached_run("accuracy_comm", key, lambda: run_variant(regime, variant, seed, setting, data))
                 runs.append(rec["result"])

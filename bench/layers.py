@@ -20,12 +20,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "docs", "results")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+ROOT, RESULTS = C.ROOT, C.RESULTS
 TARGET = 1.3
 
 
@@ -102,18 +103,7 @@ def main() -> None:
         return
 
     setting = {k: getattr(args, k) for k in ("blocks", "channels", "size", "batch", "rounds", "steps")}
-    rows = []
-    for backend in args.backends.split(","):
-        print(f"[{backend}] {args.rounds} rounds x {args.steps} steps per model ...", flush=True)
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-        cmd = [sys.executable, os.path.abspath(__file__), "--child"] + [
-            f"--{k}={v}" for k, v in setting.items()
-        ]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.stderr.write(out.stderr)
-            raise SystemExit(f"benchmark child for backend {backend} failed")
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = C.run_per_backend(__file__, args.backends.split(","), [f"--{k}={v}" for k, v in setting.items()])
 
     header = f"{'backend':<11} {'stock ms':>9} {'split ms':>9} {'ratio':>6} {'min':>6} {'max':>6}  target <= {TARGET}"
     lines = [header, "-" * len(header)]

@@ -53,22 +53,7 @@ def run(width, switches, mode, seed, setting, data):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--regimes", default="narrow,full")
-    for key in ("train_limit", "test_limit", "epochs", "seeds", "batch_size"):
-        parser.add_argument("--" + key.replace("_", "-"), type=int, default=None)
-    args = parser.parse_args()
-    setting = dict(PRESETS[args.preset])
-    for key in setting:
-        if getattr(args, key) is not None:
-            setting[key] = getattr(args, key)
-    backend, device = C.backend_and_device()
-    setting["description"] = (
-        f"preset {args.preset}; {setting['train_limit'] or 60000} training / {setting['test_limit'] or 10000} "
-        f"test images, {setting['epochs']} epochs, batch {setting['batch_size']}, {setting['seeds']} seed(s); "
-        f"backend {backend} on {device}")
-    setting["command"] = "python bench/switches.py " + " ".join(sys.argv[1:])
-    tag = f"{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
+    args, setting, tag = C.parse_setting(parser, PRESETS, "switches.py")
     data = C.load_data(setting["train_limit"], setting["test_limit"])
 
     result = {}
@@ -77,7 +62,7 @@ def main():
         result[regime] = {}
         for mode in ("learned", "shut"):
             shared_runs, alone = [], {}
-            for seed in range(setting["seeds"]):
+            for seed in range(setting["seeds"][regime]):
                 key = f"{tag}/{regime}_shared_{mode}_{seed}"
                 rec = C.cached_run("switches", key, lambda: run(width, ",".join(SWITCHES), mode, seed, setting, data))
                 shared_runs.append(rec["result"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -61,17 +60,8 @@ def main():
     if args.child:
         print(json.dumps(measure(args)))
         return
-    rows = []
-    for backend in args.backends.split(","):
-        print(f"[{backend}] {args.steps} steps of batch {args.batch_size} ...", flush=True)
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--width={args.width}",
-               f"--batch-size={args.batch_size}", f"--steps={args.steps}"]
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if res.returncode != 0:
-            sys.stderr.write(res.stderr[-3000:])
-            raise SystemExit(f"throughput child for {backend} failed")
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    rows = C.run_per_backend(__file__, args.backends.split(","), [
+        f"--width={args.width}", f"--batch-size={args.batch_size}", f"--steps={args.steps}"])
     lines = [
         "# Training throughput, ResNet-20 (width %g) on 28x28x1, batch %d" % (args.width, args.batch_size), "",
         "| backend | device | unsplit img/s | 3 switches img/s | 3 switches / unsplit step time |",

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
 from paradis_tf.layers._base import SplitLinearLayer, _positive_int
+from paradis_tf.layers._conv_utils import conv_geometry, output_positions
 
 __all__ = ["SplitConv2D"]
-
-
-def _pair(value, what: str) -> tuple[int, int]:
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        value = (value, value)
-    if not (isinstance(value, (tuple, list)) and len(value) == 2):
-        raise ValueError(f"{what} must be an int or a pair of ints, received {value!r}.")
-    return tuple(_positive_int(v, what) for v in value)  # type: ignore[return-value]
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
@@ -53,18 +44,9 @@ class SplitConv2D(SplitLinearLayer):
     ):
         super().__init__(switches, **kwargs)
         self.filters = _positive_int(filters, "filters")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"strides={self.strides} and dilation_rate={self.dilation_rate} cannot both "
-                "exceed 1 (as in keras.layers.Conv2D)."
-            )
-        padding = padding.lower() if isinstance(padding, str) else padding
-        if padding not in ("same", "valid"):
-            raise ValueError(f"padding must be 'same' or 'valid', received {padding!r}.")
-        self.padding = padding
+        self.kernel_size, self.strides, self.padding, self.dilation_rate = conv_geometry(
+            kernel_size, strides, padding, dilation_rate, "Conv2D"
+        )
 
     @property
     def _out_channels(self) -> int:
@@ -84,15 +66,8 @@ class SplitConv2D(SplitLinearLayer):
             dilation_rate=self.dilation_rate,
         )
 
-    def _spatial_out(self, size: int, axis: int) -> int:
-        if self.padding == "same":
-            return math.ceil(size / self.strides[axis])
-        span = (self.kernel_size[axis] - 1) * self.dilation_rate[axis] + 1
-        return (size - span) // self.strides[axis] + 1
-
     def _output_positions(self, input_shape) -> int:
-        h, w = int(input_shape[-3]), int(input_shape[-2])
-        return self._spatial_out(h, 0) * self._spatial_out(w, 1)
+        return output_positions(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
 
     def get_config(self):
         config = super().get_config()

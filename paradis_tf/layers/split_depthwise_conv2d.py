@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
 from paradis_tf.layers._base import SwitchedLayer
+from paradis_tf.layers._conv_utils import conv_geometry, output_positions
 from paradis_tf.layers._cost import LayerCost
-from paradis_tf.layers.split_conv2d import _pair
 
 __all__ = ["SplitDepthwiseConv2D"]
 
@@ -48,18 +46,9 @@ class SplitDepthwiseConv2D(SwitchedLayer):
         **kwargs,
     ):
         super().__init__(switches, **kwargs)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"strides={self.strides} and dilation_rate={self.dilation_rate} cannot both "
-                "exceed 1 (as in keras.layers.DepthwiseConv2D)."
-            )
-        padding = padding.lower() if isinstance(padding, str) else padding
-        if padding not in ("same", "valid"):
-            raise ValueError(f"padding must be 'same' or 'valid', received {padding!r}.")
-        self.padding = padding
+        self.kernel_size, self.strides, self.padding, self.dilation_rate = conv_geometry(
+            kernel_size, strides, padding, dilation_rate, "DepthwiseConv2D"
+        )
         self.use_bias = bool(use_bias)
         self.activation = None if activation is None else keras.activations.get(activation)
         self.depthwise_initializer = keras.initializers.get(depthwise_initializer)
@@ -114,13 +103,7 @@ class SplitDepthwiseConv2D(SwitchedLayer):
         return outputs
 
     def _output_positions(self, input_shape) -> int:
-        def out(size, axis):
-            if self.padding == "same":
-                return math.ceil(size / self.strides[axis])
-            span = (self.kernel_size[axis] - 1) * self.dilation_rate[axis] + 1
-            return (size - span) // self.strides[axis] + 1
-
-        return out(int(input_shape[-3]), 0) * out(int(input_shape[-2]), 1)
+        return output_positions(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
 
     def switch_cost(self, switch, input_shape, bytes_per_element: int = 4) -> LayerCost:
         index = self.switch_index(switch)

@@ -7,13 +7,13 @@ import keras
 from paradis_tf.layers.gate_config import GateConfig
 from paradis_tf.models._blocks import BasicBlock, ClassifierHead, ConvBN, check_classifier_args, scaled
 from paradis_tf.switches import SwitchSet
-from paradis_tf.training.split_model import SplitModel
+from paradis_tf.models._classifier import SplitClassifier
 
 __all__ = ["CifarResNet"]
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
-class CifarResNet(SplitModel):
+class CifarResNet(SplitClassifier):
     """ResNet of depth 6n+2 with stages of 16, 32, 64 channels (times ``width``).
 
     stem 3x3 conv (input replicated on every device) -> 3 stages of n basic
@@ -59,25 +59,10 @@ class CifarResNet(SplitModel):
             for block in blocks:
                 x = block(x, switch)  # stages: (B, H, W, 16w) -> (B, H/2, W/2, 32w) -> (B, H/4, W/4, 64w)
             outputs[switch] = head(x, switch)  # (B, classes)
-        super().__init__(inputs, outputs, switches, name=name or f"resnet{depth}", **kwargs)
-        self.depth = depth
-        self.width = width
-        self.num_classes = num_classes
-        self.image_shape = input_shape
-        self.gate_config = gates
-        self.sync_batch_norm = bool(sync_batch_norm)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "depth": self.depth,
-                "width": self.width,
-                "num_classes": self.num_classes,
-                "input_shape": list(self.image_shape),
-                "switches": self.switches.get_config(),
-                "gates": self.gate_config.get_config(),
-                "sync_batch_norm": self.sync_batch_norm,
-            }
+        super().__init__(
+            inputs, outputs, switches, name=name or f"resnet{depth}",
+            architecture={"depth": depth, "width": width, "num_classes": num_classes,
+                          "input_shape": list(input_shape), "gates": gates.get_config(),
+                          "sync_batch_norm": bool(sync_batch_norm)},
+            **kwargs,
         )
-        return config

@@ -7,7 +7,7 @@ import keras
 from paradis_tf.layers.gate_config import GateConfig
 from paradis_tf.models._blocks import ClassifierHead, ConvBN, DepthwiseBN, check_classifier_args, scaled
 from paradis_tf.switches import SwitchSet
-from paradis_tf.training.split_model import SplitModel
+from paradis_tf.models._classifier import SplitClassifier
 
 __all__ = ["MobileNetV1"]
 
@@ -19,7 +19,7 @@ _BLOCKS = (
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
-class MobileNetV1(SplitModel):
+class MobileNetV1(SplitClassifier):
     """MobileNetV1: stem 3x3/2 conv, 13 blocks of depthwise 3x3 + pointwise 1x1.
 
     Depthwise convolutions are local on every device; the pointwise 1x1
@@ -52,23 +52,10 @@ class MobileNetV1(SplitModel):
             for depthwise, pointwise in blocks:
                 x = pointwise(depthwise(x, switch), switch)  # down to (B, H/32, W/32, 1024w)
             outputs[switch] = head(x, switch)  # (B, classes)
-        super().__init__(inputs, outputs, switches, name=name or "mobilenet_v1", **kwargs)
-        self.width = width
-        self.num_classes = num_classes
-        self.image_shape = input_shape
-        self.gate_config = gates
-        self.sync_batch_norm = bool(sync_batch_norm)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "width": self.width,
-                "num_classes": self.num_classes,
-                "input_shape": list(self.image_shape),
-                "switches": self.switches.get_config(),
-                "gates": self.gate_config.get_config(),
-                "sync_batch_norm": self.sync_batch_norm,
-            }
+        super().__init__(
+            inputs, outputs, switches, name=name or "mobilenet_v1",
+            architecture={"width": width, "num_classes": num_classes,
+                          "input_shape": list(input_shape), "gates": gates.get_config(),
+                          "sync_batch_norm": bool(sync_batch_norm)},
+            **kwargs,
         )
-        return config

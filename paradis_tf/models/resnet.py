@@ -9,7 +9,7 @@ from paradis_tf.models._blocks import (
     BasicBlock, BottleneckBlock, ClassifierHead, ConvBN, check_classifier_args, scaled,
 )
 from paradis_tf.switches import SwitchSet
-from paradis_tf.training.split_model import SplitModel
+from paradis_tf.models._classifier import SplitClassifier
 
 __all__ = ["ResNet"]
 
@@ -22,7 +22,7 @@ _STAGES = {
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
-class ResNet(SplitModel):
+class ResNet(SplitClassifier):
     """ResNet (He et al., 2016) with stages of 64, 128, 256, 512 channels (times ``width``).
 
     stem 7x7/2 conv (input replicated) + 3x3/2 max pool -> 4 stages (stride 2
@@ -65,25 +65,10 @@ class ResNet(SplitModel):
             for block in blocks:
                 x = block(x, switch)  # down to (B, H/32, W/32, 512w * expansion)
             outputs[switch] = head(x, switch)  # (B, classes)
-        super().__init__(inputs, outputs, switches, name=name or f"resnet{depth}", **kwargs)
-        self.depth = depth
-        self.width = width
-        self.num_classes = num_classes
-        self.image_shape = input_shape
-        self.gate_config = gates
-        self.sync_batch_norm = bool(sync_batch_norm)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "depth": self.depth,
-                "width": self.width,
-                "num_classes": self.num_classes,
-                "input_shape": list(self.image_shape),
-                "switches": self.switches.get_config(),
-                "gates": self.gate_config.get_config(),
-                "sync_batch_norm": self.sync_batch_norm,
-            }
+        super().__init__(
+            inputs, outputs, switches, name=name or f"resnet{depth}",
+            architecture={"depth": depth, "width": width, "num_classes": num_classes,
+                          "input_shape": list(input_shape), "gates": gates.get_config(),
+                          "sync_batch_norm": bool(sync_batch_norm)},
+            **kwargs,
         )
-        return config

@@ -1,19 +1,13 @@
-import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
 
+from tests.paradis_tf.data.idx import write_idx
+
 pytest.importorskip("tensorflow")
 
 from paradis_tf.cli import main
-
-
-def _write_idx(path, array):
-    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture
@@ -25,8 +19,8 @@ def fake_fashion_mnist(tmp_path, monkeypatch, rng):
     for i, label in enumerate(labels):  # learnable: a bright band per class
         images[i, 2 * label : 2 * label + 3, :] = 250
     for prefix in ("train", "t10k"):
-        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     monkeypatch.setenv("PARADIS_FASHION_MNIST", str(folder))
     return folder
 

@@ -1,10 +1,11 @@
 import gzip
 import os
-import shutil
 import struct
 
 import numpy as np
 import pytest
+
+from tests.paradis_tf.data.idx import write_idx
 
 pytest.importorskip("tensorflow")
 
@@ -12,19 +13,13 @@ from paradis_tf.data import fashion_mnist, load_fashion_mnist
 from paradis_tf.data.fashion_mnist import DEFAULT_PATH
 
 
-def _write_idx(path, array):
-    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def tiny(tmp_path, rng):
     images = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
     labels = np.arange(20) % 10
     for prefix in ("train", "t10k"):
-        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images)
-        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return tmp_path, images, labels
 
 
@@ -63,7 +58,7 @@ def test_corrupt_files_are_reported(tiny):
     (folder / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz is corrupt"):
         load_fashion_mnist("train", path=str(folder))
-    _write_idx(folder / "train-images-idx3-ubyte.gz", images)
+    write_idx(folder / "train-images-idx3-ubyte.gz", images)
     with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as f:
         f.write(struct.pack(">HBBI", 0, 8, 1, 20) + b"\x01" * 7)  # truncated payload
     with pytest.raises(ValueError, match="needs 20 bytes, the file holds 7"):
