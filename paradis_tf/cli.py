@@ -89,10 +89,8 @@ def _datasets(args):
         paths = args.dataset[len("folder:"):].split(",")
         size = (args.image_size, args.image_size)
         train, classes = image_folder(paths[0], size, batch_size=args.batch_size, augment=args.augment,
-                                      seed=args.seed, return_class_names=True)
-        if args.limit:
-            train = train.unbatch().take(args.limit).batch(args.batch_size)
-        test = image_folder(paths[-1], size, batch_size=args.batch_size, shuffle=False)
+                                      seed=args.seed, return_class_names=True, limit=args.limit)
+        test = image_folder(paths[-1], size, batch_size=args.batch_size, shuffle=False, limit=args.test_limit)
         if len(paths) == 1:
             print("warning: no TEST_DIR given; accuracy is measured on the training folder", file=sys.stderr)
         return train, test, size + (3,), len(classes)

@@ -24,6 +24,7 @@ def image_folder(
     seed: int = 0,
     drop_remainder: bool = False,
     return_class_names: bool = False,
+    limit: Optional[int] = None,
 ):
     """A ``tf.data.Dataset`` of ``(image, label)`` from ``path/<class>/<image>``.
 
@@ -36,6 +37,7 @@ def image_folder(
         color_mode: ``"rgb"`` (3 channels) or ``"grayscale"`` (1).
         batch_size, shuffle, augment, seed, drop_remainder: as ``fashion_mnist``.
         return_class_names: also return the tuple of class names.
+        limit: keep a random (``seed``) subset of at most ``limit`` images.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -66,6 +68,11 @@ def image_folder(
             if fname.lower().endswith(IMAGE_EXTENSIONS):
                 files.append(os.path.join(path, name, fname))
                 labels.append(label)
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive int or None, received {limit!r}.")
+        keep = np.sort(np.random.default_rng(seed).permutation(len(files))[:limit])
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
     if not files:
         raise ValueError(
             f"image_folder: no image ({', '.join(IMAGE_EXTENSIONS)}) under {path!r} in classes {classes}."

@@ -27,6 +27,8 @@ def test_reads_classes_resizes_and_scales(folder):
     np.testing.assert_allclose(x[3:, 4, 4], 200 / 255.0, atol=1e-6)
     gray = image_folder(str(folder), image_size=(8, 8), color_mode="grayscale", shuffle=False)
     assert next(iter(gray))[0].shape == (6, 8, 8, 1)
+    some = image_folder(str(folder), image_size=(8, 8), shuffle=False, limit=4, seed=1)
+    assert sum(int(b.shape[0]) for _, b in some) == 4
 
 
 def test_errors(folder, tmp_path):
