@@ -47,6 +47,7 @@ BENCH_PRESET ?= cpu
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/layers.py
+	$(PY) bench/throughput.py
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)
 	$(PY) bench/switches.py --preset $(BENCH_PRESET)
 

@@ -133,6 +133,7 @@ class SplitModel(keras.Model):
             }
             if self._plan.traffic[name]:
                 self._trackers[name]["comm"] = keras.metrics.Mean(name=f"{name}_comm")
+        # A flat list attribute: Keras tracks these as the model's metrics.
         self._switch_metrics = [m for t in self._trackers.values() for m in t.values()]
         self._budgets = {}
         self._budget_trackers = {}
