@@ -135,6 +135,9 @@ def plot(summary, path):
     fig, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4.2), squeeze=False)
     for ax, (regime, rows) in zip(axes[0], summary.items()):
         for variant, row in rows.items():
+            if variant == "unsplit":  # no traffic at all: a reference line
+                ax.axhline(100 * row["top1"], color="gray", linestyle="--", label="unsplit")
+                continue
             marker = "o" if variant.startswith("disco") else "s"
             ax.errorbar(row["comm_ratio"], 100 * row["top1"], yerr=50 * (row["top1_spread"] or 0),
                         fmt=marker, capsize=3, label=variant)
