@@ -216,3 +216,17 @@ def run_per_backend(script, backends, child_args):
             raise SystemExit(f"{os.path.basename(script)}: the {backend} run failed")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
+
+
+def warm_up(model, x, y, steps=3):
+    """Traces and compiles the train step (and fills caches) before timing."""
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+
+
+def seconds_per_step(model, x, y, steps):
+    """Mean wall time of ``steps`` train steps on one batch."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return (time.perf_counter() - t0) / steps

@@ -21,7 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
@@ -64,18 +63,13 @@ def _measure(args) -> dict:
     x = rng.normal(size=(args.batch, args.size, args.size, args.channels)).astype("float32")
     y = rng.normal(size=x.shape).astype("float32")
     models = {kind: _build(kind, args) for kind in ("stock", "split")}
-    for model in models.values():  # compile the step, fill caches
-        for _ in range(3):
-            model.train_on_batch(x, y)
+    for model in models.values():
+        C.warm_up(model, x, y)
     times = {kind: [] for kind in models}
     for r in range(args.rounds):
         order = ("stock", "split") if r % 2 == 0 else ("split", "stock")
         for kind in order:
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                model = models[kind]
-                model.train_on_batch(x, y)
-            times[kind].append((time.perf_counter() - t0) / args.steps)
+            times[kind].append(C.seconds_per_step(models[kind], x, y, args.steps))
     ratios = [s / t for s, t in zip(times["split"], times["stock"])]
     return {
         "backend": keras.backend.backend(),

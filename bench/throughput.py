@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
@@ -38,12 +37,8 @@ def measure(args) -> dict:
         budget = 0.2 if "," in switches else None
         model.compile(optimizer="adam", budget=budget, budget_schedule=BudgetSchedule(0, 100),
                       jit_compile=True if backend == "tensorflow" else "auto")
-        for _ in range(3):
-            model.train_on_batch(x, y)
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            model.train_on_batch(x, y)
-        seconds = (time.perf_counter() - t0) / args.steps
+        C.warm_up(model, x, y)
+        seconds = C.seconds_per_step(model, x, y, args.steps)
         out[label] = {"step_ms": 1e3 * seconds, "images_per_s": args.batch_size / seconds}
     out["slowdown_three_switches"] = out["three_switches"]["step_ms"] / out["unsplit"]["step_ms"]
     return out
