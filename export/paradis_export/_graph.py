@@ -1,0 +1,242 @@
+"""The logical graph of one switch: traced from a Keras functional model, with
+batch norm folded into the convolution before it.
+
+Everything here is full width (no device yet): ``partitioner.py`` slices it.
+Tensors are named ``t0, t1, ...`` in topological order; the image is ``t0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import keras
+from keras import ops
+
+from paradis_tf.layers import (
+    PartialSumFusion,
+    SplitConv2D,
+    SplitDense,
+    SplitDepthwiseConv2D,
+    SwitchableBatchNormalization,
+)
+
+# Layers that act on each channel alone: device-local, and the channels of
+# their inputs and output must be laid out (permuted) identically.
+_ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation, keras.layers.Add, keras.layers.Dropout,
+                keras.layers.Identity)
+_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+_ACTIVATIONS = ("relu", "relu6", "linear")
+
+
+@dataclass
+class Op:
+    """One logical operation of the switch.
+
+    kind: ``conv`` (Conv2D or Dense: channel-mixing, may communicate),
+    ``partial`` (per-device partial outputs of a Dense/Conv, summed by the
+    fusion), ``depthwise``, ``affine`` (an unfolded batch norm), ``act``,
+    ``add``, ``pool``, ``fusion``.
+    """
+
+    kind: str
+    name: str  # the Keras layer's name
+    inputs: list
+    output: str
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class LogicalGraph:
+    switch: object  # paradis_tf.switches.Switch
+    input_name: str
+    input_shape: tuple  # (1, H, W, C)
+    output_name: str
+    shapes: dict  # tensor name -> shape (batch 1)
+    ops: list
+    replicated: set  # tensors present in full on every device (the image)
+
+    def consumers(self, tensor: str) -> list:
+        return [op for op in self.ops if tensor in op.inputs]
+
+
+def _activation_name(layer) -> Optional[str]:
+    """'relu'/'relu6'/'linear' for the activations the exporter knows, else None."""
+    if isinstance(layer, keras.layers.ReLU):
+        if layer.negative_slope == 0 and layer.threshold == 0:
+            if layer.max_value is None:
+                return "relu"
+            if float(layer.max_value) == 6.0:
+                return "relu6"
+        return None
+    fn = layer.activation if isinstance(layer, keras.layers.Activation) else layer
+    name = getattr(fn, "__name__", None)
+    return name if name in _ACTIVATIONS else None
+
+
+def _unsupported(layer, why: str) -> ValueError:
+    return ValueError(
+        f"Cannot export layer '{layer.name}' ({type(layer).__name__}): {why}. The exporter supports "
+        "paradis_tf split layers, SwitchableBatchNormalization, ReLU/ReLU6, Add, pooling and Dropout."
+    )
+
+
+def trace(model: keras.Model, switch) -> LogicalGraph:
+    """The logical graph of ``switch`` in ``model`` (a SplitModel), batch 1."""
+    from paradis_tf.training.split_model import SplitModel
+
+    if not isinstance(model, SplitModel):
+        raise ValueError(
+            f"model must be a paradis_tf SplitModel (e.g. build_model(...) or keras.saving.load_model "
+            f"of one), received {type(model).__name__}."
+        )
+    sw = model.switches[switch]
+    plain = model.switch_model(sw.name)
+    if len(plain.inputs) != 1:
+        raise ValueError(f"model must have one input, received {len(plain.inputs)}.")
+    shape = (1,) + tuple(int(s) for s in plain.inputs[0].shape[1:])
+    names: dict = {}
+    keep: list = []  # keeps KerasTensors alive so their ids stay unique
+    shapes: dict = {}
+    raw: list = []
+
+    def name_of(t) -> str:
+        return names[id(t)]
+
+    def new_name(t) -> str:
+        keep.append(t)
+        names[id(t)] = f"t{len(names)}"
+        shapes[names[id(t)]] = tuple(int(s) for s in t.shape)
+        return names[id(t)]
+
+    def operation_fn(op):
+        def run(*args, **kwargs):
+            if isinstance(op, keras.Model) and hasattr(op, "_run_through_graph"):
+                return op._run_through_graph(args[0], operation_fn=operation_fn)
+            out = op.compute_output_spec(*args, **kwargs)
+            ins = [name_of(t) for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor)]
+            raw.append((op, kwargs.get("switch"), ins, new_name(out)))
+            return out
+
+        return run
+
+    spec = keras.KerasTensor(shape, dtype="float32")
+    input_name = new_name(spec)
+    out = plain._run_through_graph([spec], operation_fn=operation_fn)
+    out = keras.tree.flatten(out)[0]
+    graph = LogicalGraph(sw, input_name, shape, name_of(out), shapes, [], {input_name})
+    for layer, call_switch, ins, output in raw:
+        graph.ops.append(_logical_op(layer, call_switch, sw, ins, output, graph))
+    _fold_batch_norm(graph)
+    return graph
+
+
+def _logical_op(layer, call_switch, sw, ins, output, graph) -> Op:
+    if isinstance(layer, keras.layers.InputLayer):
+        raise _unsupported(layer, "nested input layers")
+    if getattr(layer, "switches", None) is not None and call_switch is not None:
+        if layer.switches[call_switch] != sw:
+            raise _unsupported(layer, f"called with switch {call_switch!r} inside switch '{sw}'")
+    replicated = all(t in graph.replicated for t in ins)
+    if isinstance(layer, (SplitConv2D, SplitDense)):
+        index = layer.switch_index(sw.name)
+        kernel = np.asarray(ops.convert_to_numpy(layer.kernel), dtype="float32")
+        if isinstance(layer, SplitDense):
+            kernel = kernel[None, None]  # (Cin, Cout) -> (1, 1, Cin, Cout): a Dense is a 1x1 conv
+        params = {
+            "kernel": kernel,  # (kh, kw, Cin, Cout)
+            "bias": None if layer.bias is None else np.asarray(ops.convert_to_numpy(layer.bias), "float32"),
+            "gates": layer.gate_values(index),  # (Cin, D) binary; local entries 1
+            "dense": isinstance(layer, SplitDense),
+            "activation": None,
+        }
+        if isinstance(layer, SplitConv2D):
+            params.update(strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate)
+        if layer.activation is not None:
+            act = _activation_name(layer.activation)
+            if act is None:
+                raise _unsupported(layer, f"activation {layer.activation!r}")
+            params["activation"] = None if act == "linear" else act
+        if layer.replicated_input != replicated:
+            raise _unsupported(layer, "replicated_input does not match where its input lives")
+        return Op("partial" if layer.partial_outputs else "conv", layer.name, ins, output, params)
+    if replicated:
+        raise _unsupported(layer, "a computation on the replicated input before the first split layer")
+    if isinstance(layer, SplitDepthwiseConv2D):
+        act = None if layer.activation is None else _activation_name(layer.activation)
+        if layer.activation is not None and act is None:
+            raise _unsupported(layer, f"activation {layer.activation!r}")
+        return Op("depthwise", layer.name, ins, output, {
+            "kernel": np.asarray(ops.convert_to_numpy(layer.depthwise_kernel), "float32"),  # (kh, kw, C, 1)
+            "bias": None if layer.bias is None else np.asarray(ops.convert_to_numpy(layer.bias), "float32"),
+            "strides": layer.strides, "padding": layer.padding, "dilation_rate": layer.dilation_rate,
+            "activation": None if act == "linear" else act,
+        })
+    if isinstance(layer, SwitchableBatchNormalization):
+        i = layer.switch_index(sw.name)
+        mean = ops.convert_to_numpy(layer.moving_means[i]).astype("float64")
+        var = ops.convert_to_numpy(layer.moving_variances[i]).astype("float64")
+        gamma = np.ones_like(mean) if layer.gammas[i] is None else ops.convert_to_numpy(layer.gammas[i])
+        beta = np.zeros_like(mean) if layer.betas[i] is None else ops.convert_to_numpy(layer.betas[i])
+        # y = (x - mean) / sqrt(var + eps) * gamma + beta = x * scale + offset, per channel (C,).
+        scale = np.asarray(gamma, "float64") / np.sqrt(var + layer.epsilon)
+        offset = np.asarray(beta, "float64") - mean * scale
+        return Op("affine", layer.name, ins, output, {"scale": scale, "offset": offset})
+    if isinstance(layer, PartialSumFusion):
+        return Op("fusion", layer.name, ins, output, {"op": "sum"})
+    if isinstance(layer, keras.layers.Add):
+        return Op("add", layer.name, ins, output)
+    if isinstance(layer, (keras.layers.Dropout, keras.layers.Identity)):
+        return Op("act", layer.name, ins, output, {"activation": None})
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+        act = _activation_name(layer)
+        if act is None:
+            raise _unsupported(layer, "this activation")
+        return Op("act", layer.name, ins, output, {"activation": None if act == "linear" else act})
+    if isinstance(layer, _POOLING):
+        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            if layer.keepdims or layer.data_format != "channels_last":
+                raise _unsupported(layer, "keepdims=True or channels_first")
+            return Op("pool", layer.name, ins, output, {"pool": "global_average"})
+        if layer.data_format != "channels_last":
+            raise _unsupported(layer, "channels_first")
+        return Op("pool", layer.name, ins, output, {
+            "pool": "max" if isinstance(layer, keras.layers.MaxPooling2D) else "average",
+            "pool_size": tuple(layer.pool_size), "strides": tuple(layer.strides), "padding": layer.padding,
+        })
+    raise _unsupported(layer, "no per-device rule for this layer type")
+
+
+def _fold_batch_norm(graph: LogicalGraph) -> None:
+    """conv/depthwise -> affine becomes one op with a bias, when nothing else
+    reads the conv's output and the conv has no activation of its own."""
+    by_output = {op.output: op for op in graph.ops}
+    kept = []
+    for op in graph.ops:
+        if op.kind == "affine":
+            prev = by_output.get(op.inputs[0])
+            if (
+                prev is not None
+                and prev.kind in ("conv", "depthwise")
+                and prev.params["activation"] is None
+                and len(graph.consumers(prev.output)) == 1
+            ):
+                scale, offset = op.params["scale"], op.params["offset"]
+                k = prev.params["kernel"].astype("float64")
+                if prev.kind == "conv":
+                    k = k * scale  # (kh, kw, Cin, Cout) * (Cout,)
+                else:
+                    k = k * scale[:, None]  # (kh, kw, C, 1) * (C, 1)
+                b = prev.params["bias"]
+                b = offset if b is None else b.astype("float64") * scale + offset
+                prev.params["kernel"] = k.astype("float32")
+                prev.params["bias"] = b.astype("float32")
+                prev.params["folded"] = op.name
+                # The folded op now produces the affine's output tensor.
+                del graph.shapes[prev.output]
+                prev.output = op.output
+                by_output[op.output] = prev
+                continue
+        kept.append(op)
+    graph.ops[:] = kept

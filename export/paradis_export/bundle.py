@@ -1,0 +1,143 @@
+"""Bundles: several switches of one model exported into one folder with a
+manifest, so a runtime can fall back to a switch that needs fewer devices.
+
+    OUT/manifest.json
+    OUT/<switch>/fusion_graph.json, device0.tflite, device1.tflite, ...
+
+An export is written to a temporary folder beside OUT and renamed into place
+only when every switch succeeded: a failed export leaves no partial bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+from paradis_export.exporter import export_switch
+from paradis_export.fusion_graph import FusionGraphError, SCHEMA_VERSION
+
+__all__ = ["export_bundle", "read_manifest", "MANIFEST_VERSION"]
+
+MANIFEST_VERSION = 1
+
+
+def _switch_names(model, switches) -> list:
+    if isinstance(switches, str):
+        switches = [s for s in switches.split(",") if s.strip()]
+    if not switches:
+        raise ValueError(f"switches must name at least one switch, received {switches!r}.")
+    names = []
+    for s in switches:
+        try:
+            name = model.switches[s.strip() if isinstance(s, str) else s].name
+        except ValueError as e:
+            raise ValueError(f"switches: {e}") from None
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def export_bundle(
+    model,
+    switches: Union[str, Sequence],
+    out,
+    int8: bool = False,
+    calibration=None,
+    overwrite: bool = False,
+    progress: Optional[Callable[[str], None]] = print,
+) -> dict:
+    """Exports ``switches`` of ``model`` into the bundle folder ``out``.
+
+    Args:
+        model: a trained SplitModel (gates finalized).
+        switches: names (``"2x0.5,1x1.0"`` or a list).
+        out: the bundle folder; must not exist unless ``overwrite``.
+        int8, calibration: see ``export_switch``.
+        progress: called with one line per step; None for silence.
+
+    Returns:
+        The manifest (a dict, as written).
+    """
+    out = Path(out)
+    names = _switch_names(model, switches)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"out: {out} exists; choose a new folder or pass overwrite=True.")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} exists and is not a folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        entries = []
+        for name in names:
+            (tmp / name).mkdir()
+            graph = export_switch(model, name, tmp / name, int8=int8, calibration=calibration, progress=progress)
+            entries.append({
+                "name": name,
+                "num_devices": len(graph["devices"]),
+                "widths": graph["widths"],
+                "graph": f"{name}/fusion_graph.json",
+                "bytes_per_inference": graph["totals"]["bytes_per_inference"],
+                "max_device_flops": max(d["flops"] for d in graph["devices"]),
+                "max_device_file_bytes": max(d["file_bytes"] for d in graph["devices"]),
+            })
+        manifest = {
+            "schema": "paradis-bundle",
+            "version": MANIFEST_VERSION,
+            "graph_schema_version": SCHEMA_VERSION,
+            "model": model.name,
+            "precision": "int8" if int8 else "float32",
+            "switches": entries,
+            # Most devices first: a runtime tries them in this order and falls
+            # back when a device is missing (ties: the lighter device first).
+            "fallback": [e["name"] for e in sorted(entries, key=lambda e: (-e["num_devices"], e["max_device_flops"]))],
+        }
+        with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+            f.write("\n")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def read_manifest(folder) -> dict:
+    """Reads ``folder/manifest.json`` and checks what a runtime relies on."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise FusionGraphError(f"{path}: missing; {folder} is not a bundle folder.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise FusionGraphError(f"{path}: not valid JSON ({e}).") from None
+
+    def fail(field: str, msg: str):
+        raise FusionGraphError(f"{path}: field '{field}' {msg}")
+
+    if not isinstance(doc, dict) or doc.get("schema") != "paradis-bundle":
+        fail("schema", f"must be 'paradis-bundle', received {doc.get('schema') if isinstance(doc, dict) else doc!r}")
+    if doc.get("version") != MANIFEST_VERSION:
+        fail("version", f"is {doc.get('version')!r}; this runtime reads version {MANIFEST_VERSION}")
+    entries = doc.get("switches")
+    if not isinstance(entries, list) or not entries:
+        fail("switches", "must be a non-empty list")
+    names = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not isinstance(e.get("graph"), str):
+            fail(f"switches[{i}]", "needs a 'name' and a 'graph' path")
+        if ".." in Path(e["graph"]).parts or Path(e["graph"]).is_absolute():
+            fail(f"switches[{i}].graph", f"must stay inside the bundle, received {e['graph']!r}")
+        names.append(e["name"])
+    if sorted(doc.get("fallback") or []) != sorted(names):
+        fail("fallback", f"must list each switch once, received {doc.get('fallback')!r} for {names}")
+    return doc

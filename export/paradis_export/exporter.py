@@ -1,0 +1,193 @@
+"""export_switch: one switch of a trained model -> per-device ``.tflite``
+files plus ``fusion_graph.json`` in a directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from paradis_export import _flatbuffer
+from paradis_export._keras_stages import run_keras, stage_models
+from paradis_export.fusion_graph import SCHEMA_VERSION, sha256_file, write_graph
+from paradis_export.partitioner import Partition, partition
+from paradis_export.tflite_writer import convert_device
+
+__all__ = ["export_switch", "calibration_samples"]
+
+
+def _check_images(images, shape: tuple, what: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != len(shape) or tuple(images.shape[1:]) != tuple(shape[1:]) or len(images) < 1:
+        raise ValueError(
+            f"{what} must be an array (N, {', '.join(map(str, shape[1:]))}) of model inputs, received shape "
+            f"{images.shape}."
+        )
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"{what} must hold floats (preprocessed model inputs), received dtype {images.dtype}.")
+    return images.astype("float32")
+
+
+def calibration_samples(part: Partition, images: np.ndarray, batch_size: int = 64) -> list:
+    """[device] -> {stage name: [feeds, ...]}: every stage's float inputs on
+    real images, computed by the float per-device programs."""
+    models = stage_models(part, batch_size=None)
+    samples = [{s.name: [] for s in prog.stages} for prog in part.devices]
+
+    def record(device, stage, feeds):
+        n = len(next(iter(feeds.values())))
+        for i in range(n):
+            samples[device][stage].append({k: np.asarray(v[i : i + 1]) for k, v in feeds.items()})
+
+    for start in range(0, len(images), batch_size):
+        run_keras(part, models, images[start : start + batch_size], record=record)
+    return samples
+
+
+def _quantization(info: tuple) -> Optional[dict]:
+    dtype, scale, zero_point = info
+    return None if scale is None else {"scale": scale, "zero_point": zero_point}
+
+
+def export_switch(
+    model,
+    switch,
+    directory,
+    int8: bool = False,
+    calibration: Optional[np.ndarray] = None,
+    preprocessing: Optional[dict] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> dict:
+    """Writes ``device{k}.tflite`` for each device and ``fusion_graph.json``.
+
+    Args:
+        model: a trained SplitModel (gates binary: ``finalize_gates`` done).
+        switch: the switch to export (name or index).
+        directory: an existing, empty directory.
+        int8: full-integer quantization; needs ``calibration``.
+        calibration: (N, H, W, C) float model inputs (real samples) for int8.
+        preprocessing: the input's pixel mapping (see the schema), default
+            ``pixel / 255``.
+        progress: called with a line per step (e.g. ``print``).
+
+    Returns:
+        The fusion graph (a dict, as written).
+    """
+    say = progress or (lambda line: None)
+    directory = Path(directory)
+    # int8: one convolution per received piece, so each keeps its sender's scale.
+    part = partition(model, switch, receive="sum" if int8 else "concat")
+    sw = part.switch
+    say(f"[{sw.name}] partitioned: {sw.num_devices} device(s), "
+        f"{[len(p.stages) for p in part.devices]} stages, {len(part.sends)} sends")
+    models = stage_models(part)
+    samples = None
+    if int8:
+        if calibration is None:
+            raise ValueError("int8=True needs calibration images (real samples), received calibration=None.")
+        calibration = _check_images(calibration, part.graph.input_shape, "calibration")
+        samples = calibration_samples(part, calibration)
+        say(f"[{sw.name}] calibration: {len(calibration)} images through {sum(len(p.stages) for p in part.devices)} stages")
+    flat = []
+    for prog in part.devices:
+        flat.append(convert_device(models[prog.device], prog.stages, part.shapes, int8=int8,
+                                   samples=None if samples is None else samples[prog.device],
+                                   what=f"switch {sw.name} device {prog.device}"))
+        say(f"[{sw.name}] device {prog.device}: converted ({len(flat[-1]):,} bytes)")
+    quant = {}
+    if int8:
+        flat, quant = _unify_quantization(part, flat)
+    doc = _graph_doc(model, part, directory, flat, quant, int8, preprocessing)
+    write_graph(doc, directory / "fusion_graph.json")
+    return doc
+
+
+def _unify_quantization(part: Partition, flat: list) -> tuple:
+    """Every stage input takes its producer's int8 parameters (the image:
+    device 0's), so bytes cross stages and devices unchanged."""
+    objs = [_flatbuffer.read(b) for b in flat]
+    quant = {}
+    for prog in part.devices:
+        for stage in prog.stages:
+            for t in stage.outputs:
+                quant[t] = _flatbuffer.tensor_quantization(objs[prog.device], stage.name, t, output=True)
+    first = part.devices[0].stages[0]
+    quant[part.input_name] = _flatbuffer.tensor_quantization(objs[0], first.name, part.input_name, output=False)
+    for prog in part.devices:
+        for stage in prog.stages:
+            for t in stage.inputs:
+                _, scale, zero_point = quant[t]
+                _flatbuffer.set_input_quantization(objs[prog.device], stage.name, t, scale, zero_point)
+    return [_flatbuffer.write(o) for o in objs], quant
+
+
+def _graph_doc(model, part: Partition, directory: Path, flat: list, quant: dict, int8: bool,
+               preprocessing: Optional[dict]) -> dict:
+    sw = part.switch
+    elem = 1 if int8 else 4
+    dtype = "int8" if int8 else "float32"
+    producer = {part.input_name: None}
+    for prog in part.devices:
+        for s in prog.stages:
+            for t in s.outputs:
+                producer[t] = prog.device
+    names = [part.input_name] + sorted((t for t in producer if t != part.input_name),
+                                       key=lambda t: (producer[t], t))
+    tensors = {}
+    for i, t in enumerate(names):
+        tensors[t] = {
+            "id": i,
+            "shape": [int(s) for s in part.shapes[t]],
+            "dtype": dtype,
+            "quantization": _quantization(quant[t]) if int8 else None,
+            "device": producer[t],
+        }
+    nbytes = lambda t: int(np.prod(part.shapes[t])) * elem
+    sends = [
+        {"tensor": s.tensor, "source": s.source,
+         "from": {"device": s.sender, "stage": s.sender_stage},
+         "to": {"device": s.receiver, "stage": s.receiver_stage or "fusion"},
+         "channels": [int(s.channels[0]), int(s.channels[1])], "bytes": nbytes(s.tensor)}
+        for s in part.sends
+    ]
+    devices = []
+    for prog, data in zip(part.devices, flat):
+        file = directory / f"device{prog.device}.tflite"
+        with open(file, "wb") as f:
+            f.write(data)
+        devices.append({
+            "device": prog.device, "width": prog.width, "file": file.name, "sha256": sha256_file(file),
+            "file_bytes": len(data), "params": int(prog.params), "flops": int(prog.flops),
+            "bytes_sent": sum(s["bytes"] for s in sends if s["from"]["device"] == prog.device),
+            "bytes_received": sum(s["bytes"] for s in sends if s["to"]["device"] == prog.device),
+            "stages": [{"name": s.name, "signature": s.name, "inputs": list(s.inputs), "outputs": list(s.outputs),
+                        "flops": int(s.flops)} for s in prog.stages],
+        })
+    channels = part.graph.input_shape[-1]
+    pre = {"layout": "NHWC", "pixel_scale": 1.0 / 255.0, "pixel_offset": 0.0,
+           "color": "grayscale" if channels == 1 else "rgb"}
+    pre.update(preprocessing or {})
+    out = part.fusion["output"]
+    return {
+        "schema": "paradis-fusion-graph",
+        "version": SCHEMA_VERSION,
+        "model": model.name,
+        "switch": sw.name,
+        "widths": [float(w) for w in sw.widths],
+        "precision": dtype,
+        "input": {"tensor": part.input_name, "shape": [int(s) for s in part.graph.input_shape], "dtype": "float32",
+                  "device": 0, "preprocessing": pre},
+        "output": {"tensor": out, "shape": [int(s) for s in part.shapes[out]], "dtype": "float32", "kind": "logits"},
+        "fusion": dict(part.fusion),
+        "devices": devices,
+        "tensors": {**tensors, out: {"id": len(tensors), "shape": [int(s) for s in part.shapes[out]],
+                                     "dtype": "float32", "quantization": None, "device": part.fusion["device"]}},
+        "sends": sends,
+        "totals": {
+            "bytes_per_inference": sum(s["bytes"] for s in sends),
+            "input_bytes": int(np.prod(part.graph.input_shape)) * elem,
+            "params": sum(d["params"] for d in devices),
+            "flops": sum(d["flops"] for d in devices),
+        },
+    }

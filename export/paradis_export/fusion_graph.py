@@ -1,0 +1,155 @@
+"""The fusion graph: the JSON every runtime reads to run one switch across
+devices. Validated against ``export/fusion_graph.schema.json`` on write and
+on read, plus the cross-references a schema cannot express."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FusionGraphError", "load_schema", "validate", "read_graph",
+           "write_graph", "sha256_file"]
+
+SCHEMA_VERSION = 1
+# The package holds a link to export/fusion_graph.schema.json (one file, two names).
+SCHEMA_PATH = Path(__file__).resolve().parent / "fusion_graph.schema.json"
+
+
+class FusionGraphError(ValueError):
+    """A fusion graph or bundle that a runtime must not run; names file and field."""
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _field(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(root)"
+
+
+def validate(doc: Any, where: str = "fusion graph") -> None:
+    """Raises FusionGraphError naming ``where`` and the failing field."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        raise FusionGraphError(
+            f"{where}: field '{_field(e.absolute_path)}' fails the fusion graph schema "
+            f"(version {SCHEMA_VERSION}): {e.message}"
+        )
+    _check_references(doc, where)
+
+
+def _check_references(doc: dict, where: str) -> None:
+    """What the schema cannot say: names resolve, devices are numbered 0..D-1,
+    every stage input is produced once, sends match their tensors."""
+    tensors = doc["tensors"]
+    devices = doc["devices"]
+    d = len(devices)
+
+    def fail(field: str, msg: str):
+        raise FusionGraphError(f"{where}: field '{field}' {msg}")
+
+    if len(doc["widths"]) != d:
+        fail("widths", f"has {len(doc['widths'])} entries for {d} devices")
+    produced = {doc["input"]["tensor"]: None}
+    for i, dev in enumerate(devices):
+        if dev["device"] != i:
+            fail(f"devices[{i}].device", f"is {dev['device']}, expected {i} (devices in order)")
+        names = [s["name"] for s in dev["stages"]]
+        if len(set(names)) != len(names):
+            fail(f"devices[{i}].stages", f"repeats a stage name: {names}")
+        for j, stage in enumerate(dev["stages"]):
+            for t in stage["inputs"] + stage["outputs"]:
+                if t not in tensors:
+                    fail(f"devices[{i}].stages[{j}]", f"names tensor '{t}', which is not in 'tensors'")
+            for t in stage["outputs"]:
+                if t in produced:
+                    fail(f"devices[{i}].stages[{j}].outputs", f"produces '{t}' a second time")
+                produced[t] = i
+                if tensors[t]["device"] != i:
+                    fail(f"tensors.{t}.device", f"is {tensors[t]['device']}, but device {i} produces it")
+    for i, dev in enumerate(devices):
+        for j, stage in enumerate(dev["stages"]):
+            for t in stage["inputs"]:
+                if t not in produced:
+                    fail(f"devices[{i}].stages[{j}].inputs", f"reads '{t}', which no stage produces")
+    for field in ("input", "output"):
+        t = doc[field]["tensor"]
+        if t not in tensors:
+            fail(f"{field}.tensor", f"names '{t}', which is not in 'tensors'")
+        if list(tensors[t]["shape"]) != list(doc[field]["shape"]):
+            fail(f"{field}.shape", f"is {doc[field]['shape']} but tensors.{t}.shape is {tensors[t]['shape']}")
+    fusion = doc["fusion"]
+    if not 0 <= fusion["device"] < d:
+        fail("fusion.device", f"is {fusion['device']} for {d} devices")
+    for t in fusion["inputs"]:
+        if t not in produced:
+            fail("fusion.inputs", f"names '{t}', which no stage produces")
+    if fusion["output"] != doc["output"]["tensor"]:
+        fail("fusion.output", f"is '{fusion['output']}', not the output tensor '{doc['output']['tensor']}'")
+    for i, send in enumerate(doc["sends"]):
+        t = send["tensor"]
+        if t not in tensors or produced.get(t) != send["from"]["device"]:
+            fail(f"sends[{i}].tensor", f"'{t}' is not produced on device {send['from']['device']}")
+        for end in ("from", "to"):
+            if not 0 <= send[end]["device"] < d:
+                fail(f"sends[{i}].{end}.device", f"is {send[end]['device']} for {d} devices")
+        a, b = send["channels"]
+        if b - a != tensors[t]["shape"][-1]:
+            fail(f"sends[{i}].channels", f"[{a}, {b}) does not match the last axis of '{t}' "
+                 f"({tensors[t]['shape'][-1]})")
+    ids = [v["id"] for v in tensors.values()]
+    if len(set(ids)) != len(ids):
+        fail("tensors", "repeats an id")
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_graph(doc: dict, path) -> None:
+    """Validates, then writes ``doc`` as indented JSON."""
+    validate(doc, str(path))
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
+def read_graph(path, check_files: bool = True) -> dict:
+    """Reads and validates a fusion graph; with ``check_files`` every device
+    file must exist next to it with its recorded sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise FusionGraphError(f"{path}: no such fusion graph file.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise FusionGraphError(f"{path}: not valid JSON ({e}).") from None
+    validate(doc, str(path))
+    if check_files:
+        for i, dev in enumerate(doc["devices"]):
+            file = path.parent / dev["file"]
+            if not file.is_file():
+                raise FusionGraphError(f"{path}: field 'devices[{i}].file': {file} is missing.")
+            digest = sha256_file(file)
+            if digest != dev["sha256"]:
+                raise FusionGraphError(
+                    f"{path}: field 'devices[{i}].sha256': {file} has sha256 {digest}, the graph "
+                    f"records {dev['sha256']}; the file was changed or belongs to another export."
+                )
+    return doc

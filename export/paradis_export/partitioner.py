@@ -1,0 +1,415 @@
+"""partition: each device's program of one switch, with sliced weights, cut
+into stages where the device must receive data.
+
+A full-width tensor ``t`` of C channels is held by device k as ``t_d{k}``:
+its own channels (the switch's partition), in an export-time order (the
+*permutation* of k's channels) chosen so that what k sends to another device
+for one layer is as few contiguous slices as possible. Every channel-local op
+(batch norm, activations, add, depthwise, pooling) links tensors whose
+channels must share one order, so permutations are chosen per class of
+linked tensors and per device. Each contiguous slice sent is a *piece*,
+named ``{t}_d{j}_to{k}_{a}_{b}``: channels ``[a, b)`` of ``t_d{j}`` (permuted
+positions), shape ``(1, H, W, b - a)``.
+
+A device computes, for a channel-mixing layer, ``concat(own channels,
+received pieces)`` against the kernel rows of exactly those channels and
+the columns of its own output channels: nothing else is stored or computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import keras
+
+from paradis_export._graph import LogicalGraph, Op, trace
+
+__all__ = ["partition", "Partition", "DeviceProgram", "Stage", "DeviceOp", "Send"]
+
+
+@dataclass
+class DeviceOp:
+    """One op of a device program. kind: conv, dense, depthwise, affine, act,
+    add, pool, concat, slice."""
+
+    kind: str
+    name: str
+    inputs: list
+    output: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def num_params(self) -> int:
+        return sum(int(np.size(self.params[k])) for k in ("kernel", "bias", "scale", "offset")
+                   if self.params.get(k) is not None)
+
+
+@dataclass
+class Stage:
+    name: str
+    ops: list
+    inputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    flops: int = 0
+
+
+@dataclass
+class DeviceProgram:
+    device: int
+    width: float
+    stages: list
+    params: int = 0
+    flops: int = 0
+
+
+@dataclass
+class Send:
+    """Tensor ``tensor`` goes from ``sender``'s stage to ``receiver``'s stage
+    (``None``: the fusion). ``source`` is the sender's local tensor it is a
+    slice of, ``channels`` the slice's [start, stop) in that tensor."""
+
+    tensor: str
+    source: str
+    sender: int
+    receiver: int
+    channels: tuple
+    sender_stage: str = ""
+    receiver_stage: Optional[str] = None
+
+
+@dataclass
+class Partition:
+    graph: LogicalGraph
+    devices: list  # DeviceProgram per device
+    shapes: dict  # device tensor name -> shape
+    sends: list  # Send
+    fusion: dict  # {"op", "device", "inputs", "output"}
+    permutations: dict  # logical tensor -> [np.ndarray of channels per device]
+
+    @property
+    def switch(self):
+        return self.graph.switch
+
+    @property
+    def input_name(self) -> str:
+        return self.graph.input_name
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b):
+        self.parent[self.find(a)] = self.find(b)
+
+
+def _gray_rank(bits: tuple) -> tuple:
+    """Position of ``bits`` in reflected-Gray-code order: sorting by it keeps
+    each bit's ones in few runs (bit i toggles about 2**i times, against
+    2**(i+1) in plain binary order)."""
+    out, acc = [], 0
+    for b in bits:
+        acc ^= int(b)
+        out.append(acc)
+    return tuple(out)
+
+
+def _runs(positions: list) -> list:
+    """Sorted positions -> maximal [start, stop) runs."""
+    runs = []
+    for p in positions:
+        if runs and runs[-1][1] == p:
+            runs[-1][1] = p + 1
+        else:
+            runs.append([p, p + 1])
+    return [tuple(r) for r in runs]
+
+
+def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
+    """Splits ``switch`` of ``model`` into one program per device.
+
+    Args:
+        model: a trained SplitModel (gates binary as at inference: after
+            ``finalize_gates``, or open/shut modes).
+        switch: the switch's index or name, e.g. ``"2x0.5"``.
+        receive: how a layer combines its own and received channels:
+            ``"concat"`` (one convolution over the concatenation; float32) or
+            ``"sum"`` (one convolution per piece, added; int8, where every
+            input keeps its sender's quantization).
+
+    Returns:
+        A Partition: per device its stages of sliced ops, every piece sent
+        between devices, the final fusion and the channel permutations.
+
+    Raises:
+        ValueError: for a model that is not a SplitModel, an unknown switch, or
+            a layer the exporter has no per-device rule for.
+    """
+    if receive not in ("concat", "sum"):
+        raise ValueError(f"receive must be 'concat' or 'sum', received {receive!r}.")
+    graph = trace(model, switch)
+    sw = graph.switch
+    num_devices = sw.num_devices
+    ops = graph.ops
+
+    # -- 1. classes of channel-linked tensors ----------------------------------
+    classes = _UnionFind()
+    for op in ops:
+        if op.kind in ("depthwise", "affine", "act", "add", "pool"):
+            for t in op.inputs:
+                classes.union(t, op.output)
+    ranges = {}
+    for t, shape in graph.shapes.items():
+        if t not in graph.replicated:
+            ranges[t] = sw.partition(shape[-1])
+
+    # -- 2. what each conv needs from each device ------------------------------
+    # needs[(op name, j, k)] = channels of the conv's input owned by j that k reads.
+    needs: dict = {}
+    patterns: dict = {}  # (class, j) -> list of (bytes, op name, k)
+    for op in ops:
+        if op.kind != "conv" or op.inputs[0] in graph.replicated:
+            continue
+        t = op.inputs[0]
+        gates = op.params["gates"]  # (Cin, D) binary
+        positions = int(np.prod(graph.shapes[t][1:-1]))
+        for j, r in enumerate(ranges[t]):
+            for k in range(num_devices):
+                if k == j:
+                    continue
+                chans = [c for c in r if gates[c, k] > 0.5]
+                if chans:
+                    needs[(op.name, j, k)] = chans
+                    patterns.setdefault((classes.find(t), j), []).append((positions * len(chans), op.name, k))
+
+    # -- 3. permutation per class and device -----------------------------------
+    order: dict = {}  # (class, j) -> {channel: position}
+    permutations: dict = {}
+    for t, rs in ranges.items():
+        root = classes.find(t)
+        for j, r in enumerate(rs):
+            if (root, j) in order:
+                continue
+            # Heaviest sends first: they become the most contiguous.
+            keys = sorted(patterns.get((root, j), []), key=lambda e: (-e[0], e[1], e[2]))
+            sets = [set(needs[(name, j, k)]) for _, name, k in keys]
+            perm = sorted(r, key=lambda c: (_gray_rank(tuple(c in s for s in sets)), c))
+            order[(root, j)] = {c: p for p, c in enumerate(perm)}
+        permutations[t] = [np.array(sorted(order[(root, j)], key=order[(root, j)].get)) for j in range(len(rs))]
+
+    def perm(t: str, k: int) -> np.ndarray:
+        return permutations[t][k]
+
+    def local(t: str, k: int) -> str:
+        return t if t in graph.replicated else f"{t}_d{k}"
+
+    shapes: dict = {graph.input_name: graph.input_shape}
+    for t, rs in ranges.items():
+        for k, r in enumerate(rs):
+            shapes[local(t, k)] = graph.shapes[t][:-1] + (len(r),)
+
+    # -- 4. pieces: contiguous runs of the sender's permuted channels ----------
+    pieces_in: dict = {}  # (op name, k) -> [(piece name, channels in kernel order)]
+    pieces_out: dict = {}  # device tensor -> {piece name: (a, b)}
+    sends: dict = {}
+    for (name, j, k), chans in sorted(needs.items(), key=lambda e: (e[0][0], e[0][2], e[0][1])):
+        op = next(o for o in ops if o.name == name)
+        t = op.inputs[0]
+        pos = order[(classes.find(t), j)]
+        for a, b in _runs(sorted(pos[c] for c in chans)):
+            piece = f"{t}_d{j}_to{k}_{a}_{b}"
+            pieces_in.setdefault((name, k), []).append((piece, perm(t, j)[a:b]))
+            pieces_out.setdefault(local(t, j), {})[piece] = (a, b)
+            shapes[piece] = graph.shapes[t][:-1] + (b - a,)
+            sends.setdefault(piece, Send(piece, local(t, j), j, k, (a, b)))
+
+    # -- 5. device ops ---------------------------------------------------------
+    fusion = None
+    programs_ops = [[] for _ in range(num_devices)]
+    for op in ops:
+        if op.kind == "fusion":
+            partials = op.inputs[0]
+            fusion = {"op": op.params["op"], "device": 0,
+                      "inputs": [f"{partials}_d{k}" for k in range(num_devices)], "output": op.output}
+            continue
+        for k in range(num_devices):
+            programs_ops[k].extend(_device_ops(op, k, graph, perm, local, pieces_in, shapes, receive))
+    if fusion is None:
+        raise ValueError(
+            "The model's output is not a PartialSumFusion of per-device partial outputs; the exporter "
+            "needs one (ClassifierHead builds it)."
+        )
+    if fusion["output"] != graph.output_name:
+        raise ValueError(f"The model's output {graph.output_name} is not its fusion's output {fusion['output']}.")
+    for name in fusion["inputs"]:
+        shapes[name] = graph.shapes[fusion["output"]]  # each device's partial (1, ..., Cout)
+    shapes[fusion["output"]] = graph.shapes[fusion["output"]]
+
+    # -- 6. stages -------------------------------------------------------------
+    programs = []
+    for k in range(num_devices):
+        stages = _cut_stages(programs_ops[k], k, pieces_out, shapes, fusion)
+        programs.append(DeviceProgram(k, float(sw.widths[k]), stages,
+                                      params=sum(o.num_params for s in stages for o in s.ops),
+                                      flops=sum(s.flops for s in stages)))
+    producer = {t: (p.device, s.name) for p in programs for s in p.stages for t in s.outputs}
+    first_use = {}
+    for p in programs:
+        for s in p.stages:
+            for t in s.inputs:
+                first_use.setdefault((p.device, t), s.name)
+    send_list = []
+    for piece, send in sends.items():
+        send.sender_stage = producer[piece][1]
+        send.receiver_stage = first_use[(send.receiver, piece)]
+        send_list.append(send)
+    for k in range(1, num_devices):
+        partial = fusion["inputs"][k]
+        send_list.append(Send(partial, partial, k, 0, (0, shapes[partial][-1]), producer[partial][1], None))
+    send_list.sort(key=lambda s: (s.sender, int(s.sender_stage[5:]), s.receiver, s.tensor))
+    return Partition(graph, programs, shapes, send_list, fusion, permutations)
+
+
+def _linear_op(p: dict, name: str, x: str, out: str, kernel: np.ndarray, bias, activation) -> DeviceOp:
+    params = {"kernel": np.ascontiguousarray(kernel), "bias": bias, "activation": activation}
+    if p["dense"]:
+        params["kernel"] = np.ascontiguousarray(kernel[0, 0])  # (1, 1, rows, cols) -> (rows, cols)
+        return DeviceOp("dense", name, [x], out, params)
+    params.update(strides=p["strides"], padding=p["padding"], dilation_rate=p["dilation_rate"])
+    return DeviceOp("conv", name, [x], out, params)
+
+
+def _device_ops(op: Op, k: int, graph: LogicalGraph, perm, local, pieces_in, shapes, receive: str) -> list:
+    """The ops device k runs for logical op ``op`` (sliced weights)."""
+    out_t = op.output
+    p = op.params
+    if op.kind in ("conv", "partial"):
+        t = op.inputs[0]
+        if t in graph.replicated:
+            rows, inputs = [np.arange(graph.shapes[t][-1])], [t]  # the whole image
+        else:
+            received = pieces_in.get((op.name, k), [])
+            rows = [perm(t, k)] + [chans for _, chans in received]
+            inputs = [local(t, k)] + [name for name, _ in received]
+        if op.kind == "partial":
+            cols = np.arange(p["kernel"].shape[-1])
+            bias = p["bias"] if (p["bias"] is not None and k == 0) else None  # the sum's bias, once
+            out = f"{out_t}_d{k}"
+        else:
+            cols = perm(out_t, k)
+            bias = None if p["bias"] is None else p["bias"][cols]
+            out = local(out_t, k)
+        if bias is not None and not np.any(bias):
+            bias = None  # an all-zero bias is dropped by the converter: do not count it
+        kernel = p["kernel"][..., cols]  # (kh, kw, Cin, cols)
+        if len(inputs) == 1:
+            return [_linear_op(p, op.name, inputs[0], out, kernel[:, :, rows[0]], bias, p["activation"])]
+        if receive == "concat":
+            # (1, H, W, own) ++ pieces (1, H, W, b - a) -> (1, H, W, own + received), one conv.
+            x = f"{out_t}_d{k}_in"
+            all_rows = np.concatenate(rows)
+            shapes[x] = shapes[inputs[0]][:-1] + (len(all_rows),)
+            return [DeviceOp("concat", f"{op.name}_concat", inputs, x, {"receives": True}),
+                    _linear_op(p, op.name, x, out, kernel[:, :, all_rows], bias, p["activation"])]
+        # receive == "sum": one conv per input (own channels, then each piece),
+        # added: the same sum split by input rows. Each int8 input keeps its
+        # sender's quantization (a concat would force one scale on all).
+        result, partial_names = [], []
+        for i, (x, r) in enumerate(zip(inputs, rows)):
+            name = f"{out}_part{i}"
+            shapes[name] = shapes[out]
+            partial_names.append(name)
+            result.append(_linear_op(p, f"{op.name}_part{i}", x, name, kernel[:, :, r], bias if i == 0 else None, None))
+        result[0].params["receives"] = True
+        acc = partial_names[0]
+        for i, name in enumerate(partial_names[1:], start=1):
+            last = i == len(partial_names) - 1
+            target = out if last and p["activation"] is None else f"{out}_sum{i}"
+            shapes[target] = shapes[out]
+            result.append(DeviceOp("add", f"{op.name}_sum{i}", [acc, name], target))
+            acc = target
+        if p["activation"] is not None:
+            result.append(DeviceOp("act", f"{op.name}_act", [acc], out, {"activation": p["activation"]}))
+        return result
+    ins = [local(t, k) for t in op.inputs]
+    out = local(out_t, k)
+    if op.kind == "depthwise":
+        c = perm(op.inputs[0], k)
+        params = dict(p, kernel=np.ascontiguousarray(p["kernel"][:, :, c]),
+                      bias=None if p["bias"] is None else p["bias"][c])
+        return [DeviceOp("depthwise", op.name, ins, out, params)]
+    if op.kind == "affine":
+        c = perm(op.inputs[0], k)
+        return [DeviceOp("affine", op.name, ins, out,
+                         {"scale": p["scale"][c].astype("float32"), "offset": p["offset"][c].astype("float32")})]
+    if op.kind in ("act", "add", "pool"):
+        return [DeviceOp(op.kind, op.name, ins, out, dict(p))]
+    raise ValueError(f"No per-device rule for op kind {op.kind!r} ({op.name}).")
+
+
+def _flops(op: DeviceOp, shapes: dict) -> int:
+    out = shapes[op.output]
+    positions = int(np.prod(out[1:-1]))
+    if op.kind == "conv":
+        kh, kw, rows, cols = op.params["kernel"].shape
+        return 2 * positions * kh * kw * rows * cols
+    if op.kind == "dense":
+        rows, cols = op.params["kernel"].shape
+        return 2 * positions * rows * cols
+    if op.kind == "depthwise":
+        kh, kw, c, _ = op.params["kernel"].shape
+        return 2 * positions * kh * kw * c
+    return 0
+
+
+def _cut_stages(device_ops: list, k: int, pieces_out: dict, shapes: dict, fusion: dict) -> list:
+    """Cuts device k's ops into stages: a new stage starts at an op that
+    needs received pieces, and right after an op whose output k sends (so
+    the send leaves as early as possible). Slices for the pieces join the
+    stage that produces their source."""
+    groups, current = [], []
+    for op in device_ops:
+        receives = op.params.get("receives", False)
+        if receives and current:
+            groups.append(current)
+            current = []
+        current.append(op)
+        if op.output in pieces_out:
+            # Device tensor (1, H, W, C_k) -> one slice per piece (1, H, W, b - a).
+            for piece, (a, b) in pieces_out[op.output].items():
+                current.append(DeviceOp("slice", f"{piece}_slice", [op.output], piece, {"start": a, "stop": b}))
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    final = fusion["inputs"][k]
+    used_later: dict = {}
+    for i, ops in enumerate(groups):
+        for op in ops:
+            for t in op.inputs:
+                used_later.setdefault(t, set()).add(i)
+    stages = []
+    for i, ops in enumerate(groups):
+        produced = {op.output for op in ops}
+        inputs, outputs = [], []
+        for op in ops:
+            for t in op.inputs:
+                if t not in produced and t not in inputs:
+                    inputs.append(t)
+        for op in ops:
+            t = op.output
+            later = any(j > i for j in used_later.get(t, ()))
+            if later or t == final or op.kind == "slice":
+                outputs.append(t)
+        flops = sum(_flops(op, shapes) for op in ops)
+        stages.append(Stage(f"stage{i}", ops, inputs, outputs, flops))
+    return stages
