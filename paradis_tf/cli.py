@@ -2,6 +2,9 @@
 
     paradis train --model resnet20 --dataset fashion-mnist \\
         --switches 1x1.0,2x0.5,4x0.25 --budget 0.2 --epochs 12 --out runs/r20
+    paradis export --checkpoint runs/r20/model.keras --switches 2x0.5,1x1.0 \\
+        [--int8 --calibration 500] --out runs/r20/bundle
+    paradis inspect runs/r20/bundle
 """
 
 from __future__ import annotations
@@ -75,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output folder (model, checkpoints, logs, summary.json)")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+
+    e = sub.add_parser("export", help="write one TFLite file per device and the fusion graph, per switch")
+    e.add_argument("--checkpoint", required=True, help="a .keras file saved by 'paradis train' (model.keras)")
+    e.add_argument("--switches", required=True, help="comma-separated switches of the checkpoint, e.g. 2x0.5,1x1.0")
+    e.add_argument("--int8", action="store_true", help="full-integer quantization (int8 on the wire too)")
+    e.add_argument("--calibration", type=_positive_int, default=500,
+                   help="int8: real training images used to calibrate (default 500)")
+    e.add_argument("--dataset", default="fashion-mnist",
+                   help="int8 calibration images: 'fashion-mnist' or 'folder:TRAIN_DIR'")
+    e.add_argument("--out", required=True, help="bundle folder to create")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+
+    i = sub.add_parser("inspect", help="print a bundle (or one fusion graph) as tables")
+    i.add_argument("path", help="bundle folder, switch folder or fusion_graph.json")
     return parser
 
 
@@ -184,12 +201,93 @@ def train(args) -> dict:
     return report
 
 
+def _calibration_images(args, count: int, input_shape) -> "np.ndarray":
+    import numpy as np
+
+    if args.dataset == "fashion-mnist":
+        from paradis_tf.data import load_fashion_mnist
+
+        images, _ = load_fashion_mnist("train")
+        images = images[:count].astype("float32") / 255.0
+    elif args.dataset.startswith("folder:"):
+        from paradis_tf.data import image_folder
+
+        ds = image_folder(args.dataset[len("folder:"):].split(",")[0], tuple(input_shape[:2]), batch_size=64,
+                          shuffle=False, limit=count)
+        images = np.concatenate([np.asarray(x) for x, _ in ds], axis=0)
+    else:
+        raise ValueError(f"--dataset must be 'fashion-mnist' or 'folder:PATH', received {args.dataset!r}.")
+    if tuple(images.shape[1:]) != tuple(input_shape):
+        raise ValueError(f"--dataset gives images of shape {tuple(images.shape[1:])}, the checkpoint takes "
+                         f"{tuple(input_shape)}: calibrate with the data it was trained on.")
+    return images
+
+
+def export(args) -> dict:
+    import keras
+
+    import paradis_tf.models  # noqa: F401  (registers the model classes for loading)
+    from paradis_export import export_bundle
+
+    if not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist (expected a .keras file).")
+    model = keras.saving.load_model(args.checkpoint, compile=False)
+    input_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+    calibration = _calibration_images(args, args.calibration, input_shape) if args.int8 else None
+    manifest = export_bundle(model, args.switches, args.out, int8=args.int8, calibration=calibration,
+                             overwrite=args.overwrite, progress=print)
+    print(f"wrote {args.out}")
+    print(_inspect_text(args.out, per_stage=False))
+    return manifest
+
+
+def _inspect_text(path, per_stage: bool = True) -> str:
+    from pathlib import Path
+
+    from paradis_export import read_graph, read_manifest
+
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        manifest = read_manifest(path)
+        graphs = [(e["name"], read_graph(path / e["graph"])) for e in manifest["switches"]]
+        lines = [f"bundle {path}: model {manifest['model']}, {manifest['precision']}, fallback order "
+                 f"{' -> '.join(manifest['fallback'])}"]
+    else:
+        file = path / "fusion_graph.json" if path.is_dir() else path
+        graph = read_graph(file)
+        graphs = [(graph["switch"], graph)]
+        lines = [f"fusion graph {file}"]
+    for name, g in graphs:
+        t = g["totals"]
+        lines += ["", f"switch {name}: {len(g['devices'])} device(s), {g['precision']}, "
+                      f"{t['bytes_per_inference']:,} B on the wire per inference (+ input {t['input_bytes']:,} B "
+                      f"to each other device), fusion '{g['fusion']['op']}' on device {g['fusion']['device']}"]
+        header = (f"{'device':>6} {'width':>6} {'file':>16} {'file size':>12} {'params':>10} {'MFLOPs':>9} "
+                  f"{'stages':>6} {'sent B':>10} {'received B':>10}")
+        lines += [header, "-" * len(header)]
+        for d in g["devices"]:
+            lines.append(f"{d['device']:>6} {d['width']:>6.3g} {d['file']:>16} {d['file_bytes']:>12,} "
+                         f"{d['params']:>10,} {d['flops'] / 1e6:>9.3f} {len(d['stages']):>6} "
+                         f"{d['bytes_sent']:>10,} {d['bytes_received']:>10,}")
+        if per_stage and g["sends"]:
+            lines += ["", f"{'from':>10} {'to':>12} {'tensor':<28} {'channels':>9} {'bytes':>8}"]
+            for s in g["sends"]:
+                lines.append(f"{'d%d.%s' % (s['from']['device'], s['from']['stage']):>10} "
+                             f"{'d%d.%s' % (s['to']['device'], s['to']['stage']):>12} {s['tensor']:<28} "
+                             f"{'%d:%d' % tuple(s['channels']):>9} {s['bytes']:>8,}")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "train":
             train(args)
-    except (ValueError, FileNotFoundError) as e:
+        elif args.command == "export":
+            export(args)
+        elif args.command == "inspect":
+            print(_inspect_text(args.path))
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"paradis {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

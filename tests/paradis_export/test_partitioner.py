@@ -1,0 +1,100 @@
+"""The per-device programs in float Keras: parity, contiguous sends, sliced
+weights, and traffic that matches the training-side accounting."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from paradis_export import partition
+from paradis_export._keras_stages import run_keras, stage_models
+from paradis_tf.accounting import device_summary
+from tests.paradis_export.helpers import SPLIT_SWITCHES, mobilenet, resnet20
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"resnet20": resnet20(), "mobilenet_v1": mobilenet()}
+
+
+@pytest.mark.parametrize("receive", ["concat", "sum"])
+@pytest.mark.parametrize("switch", SPLIT_SWITCHES)
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+def test_keras_programs_equal_model(models, name, switch, receive, rng):
+    model = models[name]
+    part = partition(model, switch, receive=receive)
+    x = rng.uniform(size=(2,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    ref = ops.convert_to_numpy(model.switch_model(switch)(x))
+    got = run_keras(part, stage_models(part, batch_size=None), x)
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("switch", SPLIT_SWITCHES)
+def test_sends_are_contiguous_slices_of_permuted_channels(models, switch):
+    model = models["resnet20"]
+    part = partition(model, switch)
+    for t, perms in part.permutations.items():
+        c = part.graph.shapes[t][-1]
+        for k, (perm, r) in enumerate(zip(perms, part.switch.partition(c))):
+            assert sorted(perm.tolist()) == list(r), f"{t} device {k} is not a permutation of its channels"
+    assert part.sends
+    for s in part.sends:
+        a, b = s.channels
+        assert 0 <= a < b <= part.shapes[s.source][-1]
+        assert part.shapes[s.tensor][-1] == b - a
+        if s.receiver_stage is not None:  # a gated send: the slice op in the sender's stage
+            stage = next(st for st in part.devices[s.sender].stages if st.name == s.sender_stage)
+            op = next(o for o in stage.ops if o.output == s.tensor)
+            assert op.kind == "slice" and (op.params["start"], op.params["stop"]) == (a, b)
+
+
+def test_permutation_makes_two_device_sends_single_slices(models):
+    # With 2 devices each layer sends one set per direction: one slice per (layer, direction).
+    part = partition(models["mobilenet_v1"], "2x0.5")
+    gated = [s for s in part.sends if s.receiver_stage is not None]
+    per_layer = {}
+    for s in gated:
+        key = (s.source, s.sender, s.receiver)
+        per_layer[key] = per_layer.get(key, 0) + 1
+    assert per_layer and max(per_layer.values()) == 1
+
+
+@pytest.mark.parametrize("switch", SPLIT_SWITCHES)
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+def test_traffic_and_flops_match_accounting(models, name, switch):
+    model = models[name]
+    part = partition(model, switch)
+    summary = device_summary(model, tuple(model.inputs[0].shape[1:]), print_fn=None)["switches"][switch]
+    for prog, dev in zip(part.devices, summary["devices"]):
+        sent = sum(int(np.prod(part.shapes[s.tensor])) * 4 for s in part.sends if s.sender == prog.device)
+        # A piece read by two layers (a block's 3x3 and its projection) is sent once.
+        assert sent <= dev["bytes_sent"]
+        if name == "mobilenet_v1":
+            assert sent == dev["bytes_sent"]
+        assert prog.flops == dev["flops"]
+        assert prog.params < dev["params"] or switch == "1x1.0"
+
+
+def test_stages_cut_where_a_device_receives(models):
+    part = partition(models["resnet20"], "2x0.5")
+    for prog in part.devices:
+        for i, stage in enumerate(prog.stages):
+            received = [t for t in stage.inputs if "_to" in t]
+            if i == 0:
+                assert stage.inputs == [part.input_name]
+            for op in stage.ops[1:]:
+                assert not op.params.get("receives"), f"{stage.name} receives in its middle"
+            assert all(stage.ops[0].params.get("receives") for _ in received[:1])
+
+
+def test_rejects_non_split_model():
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    plain = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+    with pytest.raises(ValueError, match="SplitModel"):
+        partition(plain, "1x1.0")
+
+
+def test_rejects_unknown_switch(models):
+    with pytest.raises(ValueError, match="3x1/3"):
+        partition(models["resnet20"], "3x1/3")
