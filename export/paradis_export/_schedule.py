@@ -51,6 +51,7 @@ def run_schedule(plan: Plan, image, run_stage: Callable) -> tuple:
     for d, t in enumerate(plan.fusion["inputs"]):
         consumers.setdefault(t, set()).add(plan.fusion["device"])
     nxt = [0] * len(plan.stages)
+    delivered = set()
     trace = []
     remaining = sum(len(s) for s in plan.stages)
     while remaining:
@@ -59,9 +60,10 @@ def run_schedule(plan: Plan, image, run_stage: Callable) -> tuple:
             while nxt[d] < len(stages) and all(t in store for t in stages[nxt[d]].inputs):
                 stage = stages[nxt[d]]
                 feeds = {t: store[t] for t in stage.inputs}
-                received = sum(
-                    int(np.asarray(v).nbytes) for t, v in feeds.items() if location.get(t) not in (None, d)
-                )
+                # A tensor crosses to a device once, however many of its stages read it.
+                fresh = [t for t in stage.inputs if location.get(t) not in (None, d) and (d, t) not in delivered]
+                delivered.update((d, t) for t in fresh)
+                received = sum(int(np.asarray(feeds[t]).nbytes) for t in fresh)
                 start = time.perf_counter()
                 outputs = run_stage(d, stage, feeds)
                 seconds = time.perf_counter() - start

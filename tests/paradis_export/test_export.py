@@ -1,0 +1,217 @@
+"""TFLite export, proven by the reference executor: float32 parity with the
+Keras model, builtin ops only, really sliced files, and clear errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from keras import ops
+
+from paradis_export import FusionGraphError, ReferenceExecutor, export_bundle, read_graph
+from paradis_export import _flatbuffer
+from paradis_export.fusion_graph import SCHEMA_PATH, load_schema
+from tests.paradis_export.helpers import SPLIT_SWITCHES, mobilenet, real_images, resnet20
+
+ALL = ("1x1.0",) + SPLIT_SWITCHES
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundles")
+    out = {}
+    for name, build, size in (("resnet20", resnet20, 28), ("mobilenet_v1", mobilenet, 32)):
+        model = build()
+        export_bundle(model, ",".join(ALL), root / name, progress=None)
+        out[name] = (model, root / name, size)
+    return out
+
+
+@pytest.mark.parametrize("switch", ALL)
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+def test_float32_parity_random_and_real_inputs(bundles, name, switch, rng):
+    model, folder, size = bundles[name]
+    executor = ReferenceExecutor(folder, switch)
+    real, _ = real_images(4, size)
+    for x in (rng.uniform(size=(4, size, size, 1)).astype("float32"), real):
+        ref = ops.convert_to_numpy(model.switch_model(switch)(x))
+        got = executor.predict(x)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_executor_trace_accounts_every_stage_and_byte(bundles):
+    _, folder, size = bundles["resnet20"]
+    executor = ReferenceExecutor(folder, "4x0.25")
+    graph = executor.graph
+    _, trace = executor.run(np.zeros((1, size, size, 1), "float32"))
+    assert len(trace) == sum(len(d["stages"]) for d in graph["devices"])
+    assert all(e["seconds"] > 0 for e in trace)
+    assert sum(e["bytes_sent"] for e in trace) == graph["totals"]["bytes_per_inference"]
+    for d in graph["devices"]:
+        got = sum(e["bytes_received"] for e in trace if e["device"] == d["device"])
+        # The fusion device also receives the partial outputs, outside any stage.
+        partials = sum(s["bytes"] for s in graph["sends"] if s["to"]["stage"] == "fusion"
+                       and s["to"]["device"] == d["device"])
+        assert got + partials == d["bytes_received"]
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+def test_only_builtin_ops_no_gather_no_flex(bundles, name):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, folder, _ = bundles[name]
+    files = sorted(folder.glob("*/*.tflite"))
+    assert len(files) == 1 + 2 + 4 + 3
+    for f in files:
+        # The interpreter's own operator list, independent of the writer's check.
+        interpreter = Interpreter(model_path=str(f))
+        names = {op["op_name"] for op in interpreter._get_ops_details()}
+        assert names, f
+        assert not {n for n in names if "GATHER" in n or n.startswith("Flex") or n == "CUSTOM"}, (f, names)
+        assert "CONV_2D" in names
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+def test_parameters_in_each_file_match_the_graph(bundles, name):
+    _, folder, _ = bundles[name]
+    for switch in ALL:
+        graph = read_graph(folder / switch / "fusion_graph.json")
+        unsplit = read_graph(folder / "1x1.0" / "fusion_graph.json")["devices"][0]["params"]
+        for d in graph["devices"]:
+            data = (folder / switch / d["file"]).read_bytes()
+            assert _flatbuffer.count_params(data) == d["params"], (switch, d["device"])
+            if switch != "1x1.0":
+                assert d["params"] < unsplit
+
+
+def test_two_device_files_at_budget_0_2_are_at_most_0_6_of_unsplit(tmp_path):
+    model = resnet20(width=0.5, switches="1x1.0,2x0.5")
+    assert abs(model.traffic_ratio("2x0.5") - 0.2) < 0.01
+    export_bundle(model, "1x1.0,2x0.5", tmp_path / "b", progress=None)
+    unsplit = read_graph(tmp_path / "b" / "1x1.0" / "fusion_graph.json")["devices"][0]["file_bytes"]
+    graph = read_graph(tmp_path / "b" / "2x0.5" / "fusion_graph.json")
+    for d in graph["devices"]:
+        assert (tmp_path / "b" / "2x0.5" / d["file"]).stat().st_size == d["file_bytes"]
+        assert d["file_bytes"] <= 0.6 * unsplit, (d["device"], d["file_bytes"] / unsplit)
+
+
+def test_manifest_orders_fallback_by_devices(bundles):
+    _, folder, _ = bundles["resnet20"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["fallback"][0] == "4x0.25" and manifest["fallback"][-1] == "1x1.0"
+    assert {e["name"] for e in manifest["switches"]} == set(ALL)
+    # Default switch of a bundle: the one with most devices.
+    assert ReferenceExecutor(folder).graph["switch"] == "4x0.25"
+
+
+def test_schema_is_valid_and_installed_with_the_package():
+    import jsonschema
+    from pathlib import Path
+
+    jsonschema.Draft202012Validator.check_schema(load_schema())
+    repo_schema = Path(__file__).resolve().parents[2] / "export" / "fusion_graph.schema.json"
+    assert SCHEMA_PATH.read_bytes() == repo_schema.read_bytes()
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+@pytest.fixture
+def copy(bundles, tmp_path):
+    _, folder, _ = bundles["resnet20"]
+    dst = tmp_path / "bundle"
+    shutil.copytree(folder, dst)
+    return dst
+
+
+def _edit(path, fn):
+    doc = json.loads(path.read_text())
+    fn(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda g: g.update(precision="fp16"), "precision"),
+    (lambda g: g["devices"][1].update(sha256="xyz"), "devices[1].sha256"),
+    (lambda g: g["sends"][0].update(channels=[0]), "sends[0].channels"),
+    (lambda g: g["devices"][0]["stages"][1]["inputs"].append("t9999"), "devices[0].stages[1]"),
+    (lambda g: g.pop("fusion"), "(root)"),
+])
+def test_graph_failing_its_schema_names_file_and_field(copy, edit, field):
+    path = copy / "2x0.5" / "fusion_graph.json"
+    _edit(path, edit)
+    with pytest.raises(FusionGraphError) as e:
+        ReferenceExecutor(copy, "2x0.5")
+    assert str(path) in str(e.value) and field in str(e.value)
+
+
+def test_changed_device_file_fails_its_sha256(copy):
+    f = copy / "2x0.5" / "device1.tflite"
+    f.write_bytes(f.read_bytes() + b"\0")
+    with pytest.raises(FusionGraphError, match=r"devices\[1\]\.sha256.*device1\.tflite"):
+        ReferenceExecutor(copy, "2x0.5")
+
+
+def test_missing_device_file(copy):
+    (copy / "2x0.5" / "device0.tflite").unlink()
+    with pytest.raises(FusionGraphError, match=r"devices\[0\]\.file.*device0\.tflite is missing"):
+        ReferenceExecutor(copy, "2x0.5")
+
+
+def test_unknown_switch_and_bad_manifest(copy):
+    with pytest.raises(FusionGraphError, match="no switch '3x1/3'"):
+        ReferenceExecutor(copy, "3x1/3")
+    _edit(copy / "manifest.json", lambda m: m["switches"][0].update(graph="../../etc/passwd"))
+    with pytest.raises(FusionGraphError, match=r"switches\[0\]\.graph"):
+        ReferenceExecutor(copy, "2x0.5")
+
+
+def test_input_of_wrong_shape_or_dtype(bundles):
+    _, folder, size = bundles["resnet20"]
+    executor = ReferenceExecutor(folder, "2x0.5")
+    with pytest.raises(ValueError, match=r"fusion_graph\.json: field 'input\.shape'.*\[1, 27, 28, 1\]"):
+        executor.run(np.zeros((1, 27, size, 1), "float32"))
+    with pytest.raises(ValueError, match=r"field 'input\.dtype'.*uint8"):
+        executor.run(np.zeros((1, size, size, 1), "uint8"))
+    out, _ = executor.run(np.zeros((size, size, 1), "float32"))  # batch axis optional
+    assert out.shape == (1, 10)
+
+
+def test_failed_export_leaves_no_partial_bundle(tmp_path, monkeypatch):
+    import paradis_export.bundle as bundle
+
+    model = resnet20(switches="1x1.0,2x0.5")
+    real = bundle.export_switch
+    calls = []
+
+    def failing(model, name, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 2:
+            raise RuntimeError("converter crashed")
+        return real(model, name, *args, **kwargs)
+
+    monkeypatch.setattr(bundle, "export_switch", failing)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export_bundle(model, "1x1.0,2x0.5", tmp_path / "out", progress=None)
+    assert calls == ["1x1.0", "2x0.5"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_folder_needs_overwrite(tmp_path):
+    model = resnet20(switches="1x1.0,2x0.5")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_bundle(model, "1x1.0", tmp_path / "out", progress=None)
+    export_bundle(model, "1x1.0", tmp_path / "out", overwrite=True, progress=None)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1x1.0", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_bad_switch_names_the_argument(tmp_path):
+    model = resnet20(switches="1x1.0,2x0.5")
+    with pytest.raises(ValueError, match="switches: .*4x0.25"):
+        export_bundle(model, "4x0.25", tmp_path / "out", progress=None)
+    with pytest.raises(ValueError, match="int8=True needs calibration"):
+        export_bundle(model, "2x0.5", tmp_path / "out", int8=True, progress=None)
+    assert not (tmp_path / "out").exists()
