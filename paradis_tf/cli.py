@@ -253,7 +253,9 @@ def _inspect_text(path, per_stage: bool = True) -> str:
         lines = [f"bundle {path}: model {manifest['model']}, {manifest['precision']}, fallback order "
                  f"{' -> '.join(manifest['fallback'])}"]
     else:
-        file = path / "fusion_graph.json" if path.is_dir() else path
+        from paradis_export.executor import resolve_graph
+
+        file = resolve_graph(path)
         graph = read_graph(file)
         graphs = [(graph["switch"], graph)]
         lines = [f"fusion graph {file}"]

@@ -20,7 +20,7 @@ from paradis_export.fusion_graph import FusionGraphError, read_graph
 __all__ = ["ReferenceExecutor"]
 
 
-def _resolve(path: Path, switch: Optional[str]) -> Path:
+def resolve_graph(path: Path, switch: Optional[str] = None) -> Path:
     """A graph file, a switch folder, or a bundle (its manifest) -> graph file."""
     if path.is_file():
         return path
@@ -37,7 +37,9 @@ def _resolve(path: Path, switch: Optional[str]) -> Path:
         return path / entries[name]["graph"]
     if (path / "fusion_graph.json").is_file():
         return path / "fusion_graph.json"
-    raise FusionGraphError(f"{path}: neither a fusion graph file nor a folder holding manifest.json or fusion_graph.json.")
+    raise FusionGraphError(
+        f"{path}: neither a fusion graph file nor a folder holding manifest.json (a bundle) or fusion_graph.json."
+    )
 
 
 class ReferenceExecutor:
@@ -52,7 +54,7 @@ class ReferenceExecutor:
     def __init__(self, path: Union[str, Path], switch: Optional[str] = None, num_threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.graph_path = _resolve(Path(path), switch)
+        self.graph_path = resolve_graph(Path(path), switch)
         self.graph = read_graph(self.graph_path)
         g = self.graph
         self.precision = g["precision"]

@@ -1,0 +1,70 @@
+"""`paradis export` and `paradis inspect` end to end on a saved checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+from keras import ops
+
+from paradis_export import ReferenceExecutor
+from paradis_tf.cli import main
+from tests.paradis_export.helpers import real_images, resnet20
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = resnet20(switches="1x1.0,2x0.5")
+    path = tmp_path_factory.mktemp("ckpt") / "model.keras"
+    model.save(path)
+    return model, path
+
+
+def test_export_then_inspect(checkpoint, tmp_path, capsys):
+    model, path = checkpoint
+    out = tmp_path / "bundle"
+    assert main(["export", "--checkpoint", str(path), "--switches", "2x0.5,1x1.0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["fallback"] == ["2x0.5", "1x1.0"]
+    graph = json.loads((out / "2x0.5" / "fusion_graph.json").read_text())
+    for d in graph["devices"]:
+        # Per device: file size, FLOPs and bytes on the wire, as in the graph.
+        row = next(line for line in printed.splitlines() if line.split()[:2] == [str(d["device"]), "0.5"])
+        assert f"{d['file_bytes']:,}" in row and f"{d['flops'] / 1e6:.3f}" in row
+        assert f"{d['bytes_sent']:,}" in row and f"{d['bytes_received']:,}" in row
+    x, _ = real_images(2)
+    got = ReferenceExecutor(out, "2x0.5").predict(x)
+    ref = ops.convert_to_numpy(model.switch_model("2x0.5")(x))
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+
+    assert main(["inspect", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fallback order 2x0.5 -> 1x1.0" in printed
+    assert "switch 2x0.5: 2 device(s), float32" in printed
+    assert graph["sends"][0]["tensor"] in printed  # the send table
+    assert main(["inspect", str(out / "2x0.5" / "fusion_graph.json")]) == 0
+
+
+def test_export_int8_with_calibration(checkpoint, tmp_path, capsys):
+    _, path = checkpoint
+    out = tmp_path / "q"
+    assert main(["export", "--checkpoint", str(path), "--switches", "2x0.5", "--int8", "--calibration", "16",
+                 "--out", str(out)]) == 0
+    graph = json.loads((out / "2x0.5" / "fusion_graph.json").read_text())
+    assert graph["precision"] == "int8"
+    assert "calibration: 16 images" in capsys.readouterr().out
+
+
+def test_errors_exit_2_with_the_argument(checkpoint, tmp_path, capsys):
+    _, path = checkpoint
+    assert main(["export", "--checkpoint", str(tmp_path / "nope.keras"), "--switches", "2x0.5",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(path), "--switches", "4x0.25", "--out", str(tmp_path / "o")]) == 2
+    assert "switches" in capsys.readouterr().err
+    (tmp_path / "exists").mkdir()
+    assert main(["export", "--checkpoint", str(path), "--switches", "2x0.5", "--out", str(tmp_path / "exists")]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "manifest.json" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
