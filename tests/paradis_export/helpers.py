@@ -46,3 +46,33 @@ def real_images(n, size=28, seed=0):
     if pad:
         x = np.pad(x, ((0, 0), (pad, size - 28 - pad), (pad, size - 28 - pad), (0, 0)))
     return x, labels[idx]
+
+
+def custom_model(switches="1x1.0,2x0.5,0.5+0.3+0.2"):
+    """A hand-built SplitModel with what the model families lack: batch norm
+    after an activation (not foldable), max pooling, a communicating
+    SplitDense, a conv with its own activation and bias."""
+    import keras
+
+    from paradis_tf.layers import (PartialSumFusion, SplitConv2D, SplitDense, SplitDepthwiseConv2D,
+                                   SwitchableBatchNormalization)
+    from paradis_tf.training import SplitModel
+
+    stem = SplitConv2D(12, 3, switches, padding="same", replicated_input=True, name="stem")
+    bn = SwitchableBatchNormalization(switches, name="bn")
+    conv = SplitConv2D(12, 3, switches, padding="same", activation="relu", name="conv")
+    dw = SplitDepthwiseConv2D(3, switches, padding="same", activation="relu6", name="dw")
+    mid = SplitDense(16, switches, name="mid")
+    head = SplitDense(5, switches, partial_outputs=True, name="head")
+    fusion = PartialSumFusion(switches, name="fusion")
+    inputs = keras.Input((12, 12, 2))
+    outputs = {}
+    for s in keras.tree.flatten(switches.split(",")):
+        x = keras.layers.ReLU()(stem(inputs, switch=s))
+        x = bn(x, switch=s)  # after the ReLU: an unfolded per-channel affine
+        x = keras.layers.MaxPooling2D(2)(x)  # (B, 6, 6, 12)
+        x = dw(conv(x, switch=s), switch=s)
+        x = keras.layers.GlobalAveragePooling2D()(x)  # (B, 12)
+        x = keras.layers.ReLU()(mid(x, switch=s))  # channel-mixing dense with gates
+        outputs[s] = fusion(head(x, switch=s), switch=s)
+    return sparse(SplitModel(inputs, outputs, switches), budget=0.3)[0]

@@ -215,3 +215,21 @@ def test_bad_switch_names_the_argument(tmp_path):
     with pytest.raises(ValueError, match="int8=True needs calibration"):
         export_bundle(model, "2x0.5", tmp_path / "out", int8=True, progress=None)
     assert not (tmp_path / "out").exists()
+
+
+def test_hand_built_model_float32_and_int8(tmp_path, rng):
+    from tests.paradis_export.helpers import custom_model
+
+    model = custom_model()
+    x = rng.uniform(size=(4, 12, 12, 2)).astype("float32")
+    export_bundle(model, "2x0.5,0.5+0.3+0.2", tmp_path / "f", progress=None)
+    export_bundle(model, "2x0.5", tmp_path / "q", int8=True, calibration=rng.uniform(size=(64, 12, 12, 2)),
+                  progress=None)
+    for switch in ("2x0.5", "0.5+0.3+0.2"):
+        ref = ops.convert_to_numpy(model.switch_model(switch)(x))
+        got = ReferenceExecutor(tmp_path / "f", switch).predict(x)
+        np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+    ref = ops.convert_to_numpy(model.switch_model("2x0.5")(x))
+    got = ReferenceExecutor(tmp_path / "q", "2x0.5").predict(x)
+    # int8 of an untrained toy: close in scale, not bit-exact.
+    assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()

@@ -98,3 +98,35 @@ def test_rejects_non_split_model():
 def test_rejects_unknown_switch(models):
     with pytest.raises(ValueError, match="3x1/3"):
         partition(models["resnet20"], "3x1/3")
+
+
+@pytest.mark.parametrize("receive", ["concat", "sum"])
+def test_hand_built_model_with_unfolded_batch_norm_pooling_and_dense(receive, rng):
+    from tests.paradis_export.helpers import custom_model
+
+    model = custom_model()
+    x = rng.uniform(size=(3, 12, 12, 2)).astype("float32")
+    for switch in ("2x0.5", "0.5+0.3+0.2"):
+        part = partition(model, switch, receive=receive)
+        kinds = {op.kind for p in part.devices for s in p.stages for op in s.ops}
+        assert {"affine", "pool", "dense", "depthwise"} <= kinds
+        ref = ops.convert_to_numpy(model.switch_model(switch)(x))
+        got = run_keras(part, stage_models(part, batch_size=None), x)
+        np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_unsupported_layer_is_named():
+    import keras
+
+    from paradis_tf.layers import PartialSumFusion, SplitConv2D, SplitDense
+    from paradis_tf.training import SplitModel
+
+    inputs = keras.Input((8, 8, 1))
+    stem = SplitConv2D(4, 3, "2x0.5", replicated_input=True)
+    head = SplitDense(3, "2x0.5", partial_outputs=True)
+    x = keras.layers.LeakyReLU(name="leaky")(stem(inputs, switch="2x0.5"))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = SplitModel(inputs, {"2x0.5": PartialSumFusion("2x0.5")(head(x, switch="2x0.5"), switch="2x0.5")},
+                       "2x0.5")
+    with pytest.raises(ValueError, match="'leaky' \\(LeakyReLU\\)"):
+        partition(model, "2x0.5")
