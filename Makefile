@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/throughput.py
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)
 	$(PY) bench/switches.py --preset $(BENCH_PRESET)
+	$(PY) bench/export.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -201,7 +201,7 @@ def train(args) -> dict:
     return report
 
 
-def _calibration_images(args, count: int, input_shape) -> "np.ndarray":
+def _calibration_images(args, count: int, input_shape):
     import numpy as np
 
     if args.dataset == "fashion-mnist":

@@ -10,14 +10,13 @@ only when every switch succeeded: a failed export leaves no partial bundle.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from paradis_export.exporter import export_switch
-from paradis_export.fusion_graph import FusionGraphError, SCHEMA_VERSION
+from paradis_export.fusion_graph import SCHEMA_VERSION, FusionGraphError, read_json, write_json
 
 __all__ = ["export_bundle", "read_manifest", "MANIFEST_VERSION"]
 
@@ -94,9 +93,7 @@ def export_bundle(
             # back when a device is missing (ties: the lighter device first).
             "fallback": [e["name"] for e in sorted(entries, key=lambda e: (-e["num_devices"], e["max_device_flops"]))],
         }
-        with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1)
-            f.write("\n")
+        write_json(manifest, tmp / "manifest.json")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             out.rename(old / out.name)
@@ -113,13 +110,7 @@ def export_bundle(
 def read_manifest(folder) -> dict:
     """Reads ``folder/manifest.json`` and checks what a runtime relies on."""
     path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        raise FusionGraphError(f"{path}: missing; {folder} is not a bundle folder.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise FusionGraphError(f"{path}: not valid JSON ({e}).") from None
+    doc = read_json(path, f"missing; {folder} is not a bundle folder.")
 
     def fail(field: str, msg: str):
         raise FusionGraphError(f"{path}: field '{field}' {msg}")

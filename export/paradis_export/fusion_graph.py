@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FusionGraphError", "load_schema", "validate", "read_graph",
            "write_graph", "sha256_file"]
@@ -121,25 +120,34 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def write_graph(doc: dict, path) -> None:
-    """Validates, then writes ``doc`` as indented JSON."""
-    validate(doc, str(path))
+def write_json(doc: dict, path) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
+
+
+def read_json(path: Path, missing: str) -> Any:
+    """The parsed file; FusionGraphError ``"{path}: {missing}"`` when absent."""
+    if not path.is_file():
+        raise FusionGraphError(f"{path}: {missing}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FusionGraphError(f"{path}: not valid JSON ({e}).") from None
+
+
+def write_graph(doc: dict, path) -> None:
+    """Validates, then writes ``doc`` as indented JSON."""
+    validate(doc, str(path))
+    write_json(doc, path)
 
 
 def read_graph(path, check_files: bool = True) -> dict:
     """Reads and validates a fusion graph; with ``check_files`` every device
     file must exist next to it with its recorded sha256."""
     path = Path(path)
-    if not path.is_file():
-        raise FusionGraphError(f"{path}: no such fusion graph file.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise FusionGraphError(f"{path}: not valid JSON ({e}).") from None
+    doc = read_json(path, "no such fusion graph file.")
     validate(doc, str(path))
     if check_files:
         for i, dev in enumerate(doc["devices"]):

@@ -7,7 +7,6 @@ import pytest
 from keras import ops
 
 from paradis_export import ReferenceExecutor, export_bundle
-from paradis_export._flatbuffer import tensor_quantization, read
 
 
 @pytest.fixture(scope="module")
