@@ -74,6 +74,13 @@ def export_switch(
     Returns:
         The fusion graph (a dict, as written).
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"Export needs the TensorFlow backend (TFLite conversion), the active backend is "
+            f"'{keras.backend.backend()}': run with KERAS_BACKEND=tensorflow. Checkpoints trained on JAX load as they are."
+        )
     say = progress or (lambda line: None)
     directory = Path(directory)
     # int8: one convolution per received piece, so each keeps its sender's scale.
