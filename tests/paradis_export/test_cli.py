@@ -68,3 +68,30 @@ def test_errors_exit_2_with_the_argument(checkpoint, tmp_path, capsys):
     assert main(["inspect", str(tmp_path)]) == 2
     assert "manifest.json" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_trained_on_jax_exports_on_tensorflow(tmp_path):
+    """The GPU route: save on the JAX backend, export on TensorFlow, same output."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    script = (
+        "import sys, numpy as np, keras\n"
+        "from tests.paradis_export.helpers import resnet20\n"
+        "m = resnet20(switches='1x1.0,2x0.5')\n"
+        "x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype('float32')\n"
+        "np.save(sys.argv[1] + '/x.npy', x)\n"
+        "np.save(sys.argv[1] + '/ref.npy', keras.ops.convert_to_numpy(m.switch_model('2x0.5')(x)))\n"
+        "m.save(sys.argv[1] + '/model.keras')\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=repo, env=env, check=True,
+                   capture_output=True)
+    assert main(["export", "--checkpoint", str(tmp_path / "model.keras"), "--switches", "2x0.5",
+                 "--out", str(tmp_path / "bundle")]) == 0
+    got = ReferenceExecutor(tmp_path / "bundle").predict(np.load(tmp_path / "x.npy"))
+    ref = np.load(tmp_path / "ref.npy")
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
