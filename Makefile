@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := dataset-fashion-mnist
-PYTEST := $(PY) -m pytest -q -m "not large" -p no:cacheprovider
+# Two workers (the CI machine has 2 cores); whole files per worker so module fixtures build once.
+PYTEST := $(PY) -m pytest -q -m "not large" -p no:cacheprovider -n 2 --dist loadfile
 
 .PHONY: install system-packages test test-tf test-jax bench clean
 
