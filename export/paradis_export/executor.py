@@ -20,8 +20,15 @@ from paradis_export.fusion_graph import FusionGraphError, read_graph
 __all__ = ["ReferenceExecutor"]
 
 
-def resolve_graph(path: Path, switch: Optional[str] = None) -> Path:
-    """A graph file, a switch folder, or a bundle (its manifest) -> graph file."""
+def resolve_graph(path: Path, switch: Optional[str] = None, max_devices: Optional[int] = None) -> Path:
+    """A graph file, a switch folder, or a bundle (its manifest) -> graph file.
+
+    In a bundle, ``switch`` picks by name; otherwise the first switch of the
+    manifest's fallback order that needs at most ``max_devices`` devices.
+    """
+    if max_devices is not None and (isinstance(max_devices, bool) or not isinstance(max_devices, int)
+                                    or max_devices < 1):
+        raise ValueError(f"max_devices must be a positive int, received {max_devices!r}.")
     if path.is_file():
         return path
     if (path / "manifest.json").is_file():
@@ -29,7 +36,16 @@ def resolve_graph(path: Path, switch: Optional[str] = None) -> Path:
 
         manifest = read_manifest(path)
         entries = {e["name"]: e for e in manifest["switches"]}
-        name = switch or manifest["fallback"][0]
+        name = switch
+        if name is None:
+            fits = [n for n in manifest["fallback"]
+                    if max_devices is None or entries.get(n, {}).get("num_devices", 0) <= max_devices]
+            if not fits:
+                raise FusionGraphError(
+                    f"{path / 'manifest.json'}: no switch runs on max_devices={max_devices} device(s); "
+                    f"the bundle needs {min(e.get('num_devices', 0) for e in entries.values())} at least."
+                )
+            name = fits[0]
         if name not in entries:
             raise FusionGraphError(
                 f"{path / 'manifest.json'}: field 'switches' has no switch {name!r}; it holds {sorted(entries)}."
@@ -47,14 +63,18 @@ class ReferenceExecutor:
 
     Args:
         path: ``fusion_graph.json``, its folder, or a bundle folder.
-        switch: which switch of a bundle (default: the one with most devices).
+        switch: which switch of a bundle (default: the first of the
+            manifest's fallback order that fits ``max_devices``).
+        max_devices: devices available; a bundle falls back to a switch
+            that needs no more.
         num_threads: LiteRT threads per interpreter.
     """
 
-    def __init__(self, path: Union[str, Path], switch: Optional[str] = None, num_threads: int = 1):
+    def __init__(self, path: Union[str, Path], switch: Optional[str] = None, num_threads: int = 1,
+                 max_devices: Optional[int] = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.graph_path = resolve_graph(Path(path), switch)
+        self.graph_path = resolve_graph(Path(path), switch, max_devices)
         self.graph = read_graph(self.graph_path)
         g = self.graph
         self.precision = g["precision"]

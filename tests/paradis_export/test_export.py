@@ -100,8 +100,13 @@ def test_manifest_orders_fallback_by_devices(bundles):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["fallback"][0] == "4x0.25" and manifest["fallback"][-1] == "1x1.0"
     assert {e["name"] for e in manifest["switches"]} == set(ALL)
-    # Default switch of a bundle: the one with most devices.
+    # Default switch of a bundle: the one with most devices; fewer devices fall back.
     assert ReferenceExecutor(folder).graph["switch"] == "4x0.25"
+    assert ReferenceExecutor(folder, max_devices=3).graph["switch"] == "0.5+0.3+0.2"
+    assert ReferenceExecutor(folder, max_devices=2).graph["switch"] == "2x0.5"
+    assert ReferenceExecutor(folder, max_devices=1).graph["switch"] == "1x1.0"
+    with pytest.raises(ValueError, match="max_devices must be a positive int, received 0"):
+        ReferenceExecutor(folder, max_devices=0)
 
 
 def test_schema_is_valid_and_installed_with_the_package():
@@ -161,6 +166,14 @@ def test_missing_device_file(copy):
 def test_unknown_switch_and_bad_manifest(copy):
     with pytest.raises(FusionGraphError, match="no switch '3x1/3'"):
         ReferenceExecutor(copy, "3x1/3")
+
+    def drop_single(m):
+        m["switches"] = [e for e in m["switches"] if e["name"] != "1x1.0"]
+        m["fallback"].remove("1x1.0")
+
+    _edit(copy / "manifest.json", drop_single)
+    with pytest.raises(FusionGraphError, match="no switch runs on max_devices=1.*needs 2 at least"):
+        ReferenceExecutor(copy, max_devices=1)
     _edit(copy / "manifest.json", lambda m: m["switches"][0].update(graph="../../etc/passwd"))
     with pytest.raises(FusionGraphError, match=r"switches\[0\]\.graph"):
         ReferenceExecutor(copy, "2x0.5")
