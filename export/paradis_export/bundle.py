@@ -3,6 +3,7 @@ manifest, so a runtime can fall back to a switch that needs fewer devices.
 
     OUT/manifest.json
     OUT/<switch>/fusion_graph.json, device0.tflite, device1.tflite, ...
+        (<switch> is the switch's name with '/' written '_', e.g. 3x1_3)
 
 An export is written to a temporary folder beside OUT and renamed into place
 only when every switch succeeded: a failed export leaves no partial bundle.
@@ -39,6 +40,11 @@ def _switch_names(model, switches) -> list:
     return names
 
 
+def _folder(switch_name: str) -> str:
+    """A switch's folder in the bundle: its name, with '/' (as in 3x1/3) made '_'."""
+    return switch_name.replace("/", "_")
+
+
 def export_bundle(
     model,
     switches: Union[str, Sequence],
@@ -71,13 +77,14 @@ def export_bundle(
     try:
         entries = []
         for name in names:
-            (tmp / name).mkdir()
-            graph = export_switch(model, name, tmp / name, int8=int8, calibration=calibration, progress=progress)
+            folder = _folder(name)
+            (tmp / folder).mkdir()
+            graph = export_switch(model, name, tmp / folder, int8=int8, calibration=calibration, progress=progress)
             entries.append({
                 "name": name,
                 "num_devices": len(graph["devices"]),
                 "widths": graph["widths"],
-                "graph": f"{name}/fusion_graph.json",
+                "graph": f"{folder}/fusion_graph.json",
                 "bytes_per_inference": graph["totals"]["bytes_per_inference"],
                 "max_device_flops": max(d["flops"] for d in graph["devices"]),
                 "max_device_file_bytes": max(d["file_bytes"] for d in graph["devices"]),

@@ -164,8 +164,10 @@ class SplitModel(keras.Model):
         """A plain Keras model of one switch (shares this model's weights)."""
         name = self._switch_set[switch].name
         if name not in self._plan.switch_models:
+            # Keras names cannot hold '/' (3x1/3); '+' is kept out for readability.
+            safe = name.replace("+", "_").replace("/", "_")
             self._plan.switch_models[name] = keras.Model(
-                self.inputs[0], self._plan.outputs[name], name=f"{self.name}_{name.replace('+', '_')}"
+                self.inputs[0], self._plan.outputs[name], name=f"{self.name}_{safe}"
             )
         return self._plan.switch_models[name]
 

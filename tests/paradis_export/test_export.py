@@ -246,3 +246,15 @@ def test_hand_built_model_float32_and_int8(tmp_path, rng):
     got = ReferenceExecutor(tmp_path / "q", "2x0.5").predict(x)
     # int8 of an untrained toy: close in scale, not bit-exact.
     assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()
+
+
+def test_switch_with_a_slash_gets_its_own_folder(tmp_path, rng):
+    from tests.paradis_export.helpers import custom_model
+
+    model = custom_model("1x1.0,3x1/3")
+    manifest = export_bundle(model, "3x1/3", tmp_path / "b", progress=None)
+    assert manifest["switches"][0]["graph"] == "3x1_3/fusion_graph.json"
+    x = rng.uniform(size=(2, 12, 12, 2)).astype("float32")
+    ref = ops.convert_to_numpy(model.switch_model("3x1/3")(x))
+    got = ReferenceExecutor(tmp_path / "b", "3x1/3").predict(x)
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
