@@ -14,6 +14,7 @@ import numpy as np
 import keras
 from keras import ops
 
+from paradis_tf.accounting import _walk_graph
 from paradis_tf.layers import (
     PartialSumFusion,
     SplitConv2D,
@@ -93,16 +94,11 @@ def trace(model: keras.Model, switch) -> LogicalGraph:
         )
     sw = model.switches[switch]
     plain = model.switch_model(sw.name)
-    if len(plain.inputs) != 1:
-        raise ValueError(f"model must have one input, received {len(plain.inputs)}.")
     shape = (1,) + tuple(int(s) for s in plain.inputs[0].shape[1:])
-    names: dict = {}
-    keep: list = []  # keeps KerasTensors alive so their ids stay unique
+    names: dict = {}  # id(KerasTensor) -> "t{i}"
+    keep: list = []  # keeps the specs alive so their ids stay unique
     shapes: dict = {}
     raw: list = []
-
-    def name_of(t) -> str:
-        return names[id(t)]
 
     def new_name(t) -> str:
         keep.append(t)
@@ -110,22 +106,18 @@ def trace(model: keras.Model, switch) -> LogicalGraph:
         shapes[names[id(t)]] = tuple(int(s) for s in t.shape)
         return names[id(t)]
 
-    def operation_fn(op):
-        def run(*args, **kwargs):
-            if isinstance(op, keras.Model) and hasattr(op, "_run_through_graph"):
-                return op._run_through_graph(args[0], operation_fn=operation_fn)
-            out = op.compute_output_spec(*args, **kwargs)
-            ins = [name_of(t) for t in keras.tree.flatten(args) if isinstance(t, keras.KerasTensor)]
-            raw.append((op, kwargs.get("switch"), ins, new_name(out)))
-            return out
+    def visit(op, args, kwargs, out):
+        ins = []
+        for t in keras.tree.flatten(args):
+            if isinstance(t, keras.KerasTensor):
+                if id(t) not in names:  # the input spec, first seen here
+                    new_name(t)
+                ins.append(names[id(t)])
+        raw.append((op, kwargs.get("switch"), ins, new_name(out)))
 
-        return run
-
-    spec = keras.KerasTensor(shape, dtype="float32")
-    input_name = new_name(spec)
-    out = plain._run_through_graph([spec], operation_fn=operation_fn)
-    out = keras.tree.flatten(out)[0]
-    graph = LogicalGraph(sw, input_name, shape, name_of(out), shapes, [], {input_name})
+    out = keras.tree.flatten(_walk_graph(plain, shape[1:], visit))[0]
+    input_name = "t0"
+    graph = LogicalGraph(sw, input_name, shape, names[id(out)], shapes, [], {input_name})
     for layer, call_switch, ins, output in raw:
         graph.ops.append(_logical_op(layer, call_switch, sw, ins, output, graph))
     _fold_batch_norm(graph)
