@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -16,6 +17,19 @@ class Plan:
     stages: list  # [device] -> [stage objects with .name, .inputs, .outputs]
     fusion: dict  # {"op", "device", "inputs", "output"}
     quantization: dict  # fusion input name -> (scale, zero_point) for int8 partials
+
+    @cached_property
+    def consumers(self) -> dict:
+        """tensor -> devices that read it (the fusion device for partials);
+        computed once, not per inference."""
+        out: dict = {}
+        for d, stages in enumerate(self.stages):
+            for s in stages:
+                for t in s.inputs:
+                    out.setdefault(t, set()).add(d)
+        for t in self.fusion["inputs"]:
+            out.setdefault(t, set()).add(self.fusion["device"])
+        return out
 
 
 def dequantize(x: np.ndarray, quant) -> np.ndarray:
@@ -43,13 +57,7 @@ def run_schedule(plan: Plan, image, run_stage: Callable) -> tuple:
     """
     location = {plan.input_name: None}  # tensor -> producing device (None: replicated input)
     store = {plan.input_name: image}
-    consumers: dict = {}
-    for d, stages in enumerate(plan.stages):
-        for s in stages:
-            for t in s.inputs:
-                consumers.setdefault(t, set()).add(d)
-    for d, t in enumerate(plan.fusion["inputs"]):
-        consumers.setdefault(t, set()).add(plan.fusion["device"])
+    consumers = plan.consumers
     nxt = [0] * len(plan.stages)
     delivered = set()
     trace = []

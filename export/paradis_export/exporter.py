@@ -29,10 +29,11 @@ def _check_images(images, shape: tuple, what: str) -> np.ndarray:
     return images.astype("float32")
 
 
-def calibration_samples(part: Partition, images: np.ndarray, batch_size: int = 64) -> list:
+def calibration_samples(part: Partition, images: np.ndarray, batch_size: int = 64, models=None) -> list:
     """[device] -> {stage name: [feeds, ...]}: every stage's float inputs on
-    real images, computed by the float per-device programs."""
-    models = stage_models(part, batch_size=None)
+    real images, computed by the float per-device programs (``models``:
+    built with ``batch_size=None``, or built here)."""
+    models = models or stage_models(part, batch_size=None)
     samples = [{s.name: [] for s in prog.stages} for prog in part.devices]
 
     def record(device, stage, feeds):
@@ -88,13 +89,14 @@ def export_switch(
     sw = part.switch
     say(f"[{sw.name}] partitioned: {sw.num_devices} device(s), "
         f"{[len(p.stages) for p in part.devices]} stages, {len(part.sends)} sends")
-    models = stage_models(part)
+    # Any batch: calibration runs in batches; the export traces them at batch 1.
+    models = stage_models(part, batch_size=None)
     samples = None
     if int8:
         if calibration is None:
             raise ValueError("int8=True needs calibration images (real samples), received calibration=None.")
         calibration = _check_images(calibration, part.graph.input_shape, "calibration")
-        samples = calibration_samples(part, calibration)
+        samples = calibration_samples(part, calibration, models=models)
         say(f"[{sw.name}] calibration: {len(calibration)} images through {sum(len(p.stages) for p in part.devices)} stages")
     flat = []
     for prog in part.devices:
