@@ -8,6 +8,7 @@ IDX files and fed through a ``keras.utils.PyDataset``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -198,6 +199,24 @@ def _seeds_per_regime(value, regimes):
     if missing:
         raise SystemExit(f"--seeds: no seed count for regimes {missing} in {value!r}")
     return out
+
+
+def per_backend_main(parser, script, measure, forward):
+    """The parent/child pattern of the per-backend benchmarks.
+
+    Adds ``--backends`` and the hidden ``--child`` flag and parses. A child
+    (one backend, set by its parent) prints ``measure(args)`` as JSON and
+    gets ``(args, None)``; the parent runs one child per backend, forwarding
+    the options named in ``forward``, and gets ``(args, rows)``.
+    """
+    parser.add_argument("--backends", default="tensorflow,jax")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args)))
+        return args, None
+    child_args = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in forward]
+    return args, run_per_backend(script, args.backends.split(","), child_args)
 
 
 def run_per_backend(script, backends, child_args):

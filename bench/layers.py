@@ -83,21 +83,17 @@ def _measure(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default="tensorflow,jax")
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(_measure(args)))
+    keys = ("blocks", "channels", "size", "batch", "rounds", "steps")
+    args, rows = C.per_backend_main(parser, __file__, _measure, keys)
+    if rows is None:
         return
-
-    setting = {k: getattr(args, k) for k in ("blocks", "channels", "size", "batch", "rounds", "steps")}
-    rows = C.run_per_backend(__file__, args.backends.split(","), [f"--{k}={v}" for k, v in setting.items()])
+    setting = {k: getattr(args, k) for k in keys}
 
     header = f"{'backend':<11} {'stock ms':>9} {'split ms':>9} {'ratio':>6} {'min':>6} {'max':>6}  target <= {TARGET}"
     lines = [header, "-" * len(header)]

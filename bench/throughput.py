@@ -12,7 +12,6 @@ Writes docs/results/throughput.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -46,17 +45,12 @@ def measure(args) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default="tensorflow,jax")
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args)))
+    args, rows = C.per_backend_main(parser, __file__, measure, ("width", "batch_size", "steps"))
+    if rows is None:
         return
-    rows = C.run_per_backend(__file__, args.backends.split(","), [
-        f"--width={args.width}", f"--batch-size={args.batch_size}", f"--steps={args.steps}"])
     lines = [
         "# Training throughput, ResNet-20 (width %g) on 28x28x1, batch %d" % (args.width, args.batch_size), "",
         "| backend | device | unsplit img/s | 3 switches img/s | 3 switches / unsplit step time |",
