@@ -193,6 +193,7 @@ class SplitLinearLayer(SwitchedLayer):
         self._plans = [self._plan(i) for i in range(len(self.switches))]
         self._gate_logits = {}
         self._gate_pins = {}
+        self._gate_thresholds = {}
         for i, plan in enumerate(self._plans):
             if plan["learned"]:
                 d = plan["num_devices"]
@@ -200,7 +201,12 @@ class SplitLinearLayer(SwitchedLayer):
                     name=f"gate_logits_{i}",
                     shape=(self.in_channels, d),
                     # Holds logit / logit_scale (see GateConfig.logit_scale).
-                    initializer=keras.initializers.Constant(self.gates.init_logit / self.gates.logit_scale),
+                    # A spread of +-0.01 around init_logit breaks ties, so a
+                    # budget cut (logit >= threshold) can fall between any two.
+                    initializer=keras.initializers.RandomUniform(
+                        (self.gates.init_logit - 0.01) / self.gates.logit_scale,
+                        (self.gates.init_logit + 0.01) / self.gates.logit_scale,
+                    ),
                 )
                 # -1: free (learned), 0: pinned shut, 1: pinned open.
                 self._gate_pins[i] = self.add_weight(
@@ -208,6 +214,18 @@ class SplitLinearLayer(SwitchedLayer):
                     shape=(self.in_channels, d),
                     initializer=keras.initializers.Constant(-1.0),
                     trainable=False,
+                )
+                # A free gate is open when its logit >= this threshold: 0 for a
+                # layer on its own; a SplitModel training under a budget sets it
+                # every step to the switch's budget-exact cut (see
+                # SplitModel._select_gates), so the gates in use always meet
+                # the annealed budget. Every replica computes the same value.
+                self._gate_thresholds[i] = self.add_weight(
+                    name=f"gate_threshold_{i}",
+                    shape=(),
+                    initializer="zeros",
+                    trainable=False,
+                    aggregation="only_first_replica",
                 )
 
     def _plan(self, index: int) -> dict:
@@ -263,13 +281,21 @@ class SplitLinearLayer(SwitchedLayer):
         otherwise the gate as the forward pass uses it.
         """
         logits = self._gate_logits[index] * self.gates.logit_scale  # (Cin, D)
-        soft = ops.sigmoid(ops.divide(logits, self.gates.temperature))
-        if expected or (training and self.gates.relaxation == "sigmoid"):
-            gate = soft
+        if expected:
+            # Probability of being sent, centred on 0 (not on the threshold):
+            # a penalty on it pulls the logits down, costlier gates harder.
+            gate = ops.sigmoid(ops.divide(logits, self.gates.temperature))
         else:
-            hard = ops.cast(ops.greater(logits, 0.0), soft.dtype)
-            # Straight-through: binary forward value, sigmoid gradient.
-            gate = soft + ops.stop_gradient(hard - soft) if training else hard
+            # Relaxation centred on the threshold, so its gradient is largest
+            # for the gates about to flip.
+            threshold = ops.cast(self._gate_thresholds[index], logits.dtype)
+            soft = ops.sigmoid(ops.divide(logits - threshold, self.gates.temperature))
+            if training and self.gates.relaxation == "sigmoid":
+                gate = soft
+            else:
+                hard = ops.cast(ops.greater_equal(logits, threshold), soft.dtype)
+                # Straight-through: binary forward value, sigmoid gradient.
+                gate = soft + ops.stop_gradient(hard - soft) if training else hard
         pins = ops.cast(self._gate_pins[index], gate.dtype)
         return ops.where(ops.less(pins, 0.0), gate, pins)
 

@@ -37,14 +37,17 @@ class GateConfig:
             ``"learned"``, ``"open"`` or ``"shut"``.
         per_switch: ``(switch name, mode)`` pairs overriding ``mode``; a dict
             is accepted too.
-        init_logit: initial logit of learned gates; positive starts them open
-            (dense tensor parallelism, from which a budget is annealed).
+        init_logit: initial logit of learned gates (each drawn within +-0.01
+            of it, to break ties); a gate is open when its logit is >= its
+            threshold (0, or the budget cut a SplitModel sets while training),
+            so a positive value starts them open (dense tensor parallelism,
+            from which a budget is annealed).
         relaxation: ``"straight_through"`` or ``"sigmoid"`` (see module).
         temperature: sigmoid temperature of the relaxation, > 0.
         logit_scale: the trainable variable holds ``logit / logit_scale``, so
             an optimizer moves gate logits ``logit_scale`` times faster than
-            weights (Adam) and gates can close while the budget anneals instead
-            of lagging behind it. > 0.
+            weights (Adam): the ranking of the gates, which decides what a
+            budget keeps, follows the loss within tens of steps. > 0.
     """
 
     mode: str = "learned"

@@ -188,6 +188,54 @@ class SplitModel(keras.Model):
             sent = sent + t.positions * ops.sum(ops.multiply(ops.cast(t.remote, "float32"), ops.cast(gate, "float32")))
         return sent / dense
 
+    def _select_gates(self, name, budget):
+        """The budget-exact cut of switch ``name``: its gate threshold.
+
+        Free learned gates are taken in order of falling logit while their
+        bytes fit in ``budget * dense - fixed`` (fixed: gates pinned open and
+        open gates of non-learned layers); the threshold is the last logit
+        taken, so ``logit >= threshold`` opens exactly those gates (a tie that
+        would overflow the budget is left out whole). Differentiable nowhere,
+        cheap (one sort of the switch's remote gates). Returns a float32
+        scalar: +inf when nothing fits.
+        """
+        terms = self._plan.traffic[name]
+        dense = sum(t.dense for t in terms)
+        fixed = 0.0
+        scores, costs = [], []
+        for t in terms:
+            if not t.layer.has_learned_gates(t.index):
+                fixed += t.positions * float((t.remote * t.layer.gate_values(t.index)).sum())
+                continue
+            logits = ops.reshape(t.layer._gate_logits[t.index] * t.layer.gates.logit_scale, (-1,))  # (Cin*D,)
+            pins = ops.reshape(t.layer._gate_pins[t.index], (-1,))
+            remote = ops.cast(np.reshape(t.remote, (-1,)), "float32")
+            free = ops.logical_and(ops.greater(remote, 0.0), ops.less(pins, 0.0))
+            fixed = fixed + t.positions * ops.sum(remote * ops.cast(ops.equal(pins, 1.0), "float32"))
+            # Gates that are not free sort last and cost nothing.
+            scores.append(ops.where(free, ops.cast(logits, "float32"), -np.inf))
+            costs.append(ops.where(free, float(t.positions), 0.0))
+        scores = ops.concatenate(scores)  # (N,) every learned gate of the switch
+        costs = ops.concatenate(costs)  # (N,) its bytes per element on the wire
+        allowance = ops.cast(budget, "float32") * dense - fixed
+        order = ops.flip(ops.argsort(scores))  # falling logit
+        ranked = ops.take(scores, order)
+        taken = ops.logical_and(
+            ops.less_equal(ops.cumsum(ops.take(costs, order)), allowance + 1e-6),
+            ops.isfinite(ranked),
+        )
+        threshold = ops.min(ops.where(taken, ranked, np.inf))
+        # A tie at the threshold opens the whole tie group: if its bytes do not
+        # fit, cut above it instead.
+        over = ops.sum(ops.where(ops.greater_equal(scores, threshold), costs, 0.0)) > allowance + 1e-6
+        above = ops.min(ops.where(ops.greater(scores, threshold), scores, np.inf))
+        return ops.where(over, above, threshold)
+
+    def _set_threshold(self, name, threshold):
+        for t in self._plan.traffic[name]:
+            if t.layer.has_learned_gates(t.index):
+                t.layer._gate_thresholds[t.index].assign(threshold)
+
     def traffic_ratio(self, switch) -> Optional[float]:
         """Gated bytes / dense tensor-parallel bytes of a switch as deployed
         (binary gates); None for a switch without communication."""
@@ -306,6 +354,16 @@ class SplitModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     # -- the training objective ----------------------------------------------
+    def call(self, inputs, training=None, mask=None):
+        # Budgeted switches open the top gates that fit the current annealed
+        # budget: set their thresholds from the logits as they are now (after
+        # the last optimizer step), then run the graph.
+        if self._budgets and getattr(self, "_budget_schedule", None) is not None:
+            for name, target in self._budgets.items():
+                budget = self._budget_schedule(self.budget_step, target)
+                self._set_threshold(name, self._select_gates(name, budget))
+        return super().call(inputs, training=training, mask=mask)
+
     def current_budget(self, switch) -> float:
         """The annealed budget of a switch at the current training step."""
         name = self._switch_set[switch].name
@@ -340,8 +398,11 @@ class SplitModel(keras.Model):
             if name in self._budgets:
                 budget = self._budget_schedule(step, self._budgets[name])
                 self._budget_trackers[name].update_state(budget)
-                ratio = self._traffic_ratio(name, training=bool(training))
-                total = total + self._comm_weight * ops.relu(ratio - budget)
+                # The penalty pulls the expected traffic (sigmoid of the
+                # logits, weighted by bytes) to the budget: it ranks costly
+                # gates lower. The gates in use meet the budget exactly (call).
+                expected = self._traffic_ratio(name, expected=True)
+                total = total + self._comm_weight * ops.relu(expected - budget)
         for extra in self.losses:  # regularizers
             total = total + ops.cast(ops.sum(extra), "float32")
         if training:
@@ -357,10 +418,12 @@ class SplitModel(keras.Model):
     def finalize_gates(self, budget: Union[None, float, Mapping[str, float]] = None) -> dict:
         """Makes every learned gate binary and freezes it (pins).
 
-        For a switch with a budget, the remote channels with the highest gate
-        logits are kept open until the next one would exceed the budget's
-        bytes (the ratio lands within one channel per layer below the budget);
-        other learned switches keep the sign of their logits.
+        For a switch with a budget, the remote gates with the highest logits
+        are kept open while their bytes fit in the budget (the same cut the
+        training steps use, so after a run that reached its budget nothing
+        changes; the ratio lands within one channel per layer below the
+        budget). Earlier pins are decided anew. Other learned switches keep
+        their gates as they are.
 
         Args:
             budget: as in ``compile``; default the compiled budgets.
@@ -372,32 +435,15 @@ class SplitModel(keras.Model):
         result = {}
         for name in self.learned_switches():
             terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
-            if name not in budgets:
+            if name in budgets:
                 for t in terms:
-                    t.layer.pin_gates(t.index, t.layer.gate_values(t.index) * t.remote + (1 - t.remote) * -1)
-                result[name] = self.traffic_ratio(name)
-                continue
-            dense = sum(t.dense for t in self._plan.traffic[name])
-            fixed = sum(
-                t.positions * float((t.remote * t.layer.gate_values(t.index)).sum())
-                for t in self._plan.traffic[name]
-                if not t.layer.has_learned_gates(t.index)
-            )
-            allowance = budgets[name] * dense - fixed
-            candidates = []  # (logit, bytes, term number, c, k)
-            for n, t in enumerate(terms):
-                logits = t.layer.gate_logits(t.index)
-                for c, k in zip(*np.nonzero(t.remote)):
-                    candidates.append((float(logits[c, k]), t.positions, n, int(c), int(k)))
-            candidates.sort(key=lambda e: (-e[0], e[2], e[3], e[4]))
-            pins = [np.where(t.remote > 0, 0.0, -1.0).astype("float32") for t in terms]
-            used = 0.0
-            for _, cost, n, c, k in candidates:
-                if used + cost <= allowance + 1e-9:
-                    pins[n][c, k] = 1.0
-                    used += cost
-            for t, p in zip(terms, pins):
-                t.layer.pin_gates(t.index, p)
+                    t.layer.pin_gates(t.index, np.full(t.remote.shape, -1.0, "float32"))
+                threshold = ops.convert_to_numpy(self._select_gates(name, budgets[name]))
+                self._set_threshold(name, threshold)
+            for t in terms:
+                # (Cin, D): remote gates pinned to their current value; the
+                # rest (local, inactive) left free, as pin_gates ignores them.
+                t.layer.pin_gates(t.index, np.where(t.remote > 0, t.layer.gate_values(t.index), -1.0))
             result[name] = self.traffic_ratio(name)
         return result
 

@@ -29,16 +29,24 @@ def test_two_switches_train_toward_budget_and_finalize_exactly():
         assert key in history, f"{key} missing from History: {sorted(history)}"
     assert history["1x1.0_loss"][-1] < history["1x1.0_loss"][0]
     assert history["2x0.5_loss"][-1] < history["2x0.5_loss"][0]
-    # The budget annealed to its target and traffic came down during training.
+    # The budget annealed to its target and the gates in use followed it at
+    # every step: budget-exact (within one channel per layer), never above.
     assert history["2x0.5_budget"][0] > 0.5 and history["2x0.5_budget"][-1] == pytest.approx(0.3)
     assert history["2x0.5_comm"][-1] < 0.6 < history["2x0.5_comm"][0]
+    tolerance = _one_channel_per_layer(model, "2x0.5")
+    for budget, comm in zip(history["2x0.5_budget"], history["2x0.5_comm"]):
+        assert budget - tolerance <= comm <= budget + 1e-6, (budget, comm)
     assert int(keras.ops.convert_to_numpy(model.budget_step.value)) == 48
 
+    before = history["2x0.5_comm"][-1]
     ratios = model.finalize_gates()
     summary = device_summary(model, (12, 12, 1), print_fn=None)
     measured = summary["switches"]["2x0.5"]["comm_ratio"]
     assert ratios["2x0.5"] == pytest.approx(measured)
-    assert 0.3 - _one_channel_per_layer(model, "2x0.5") <= measured <= 0.3
+    assert 0.3 - tolerance <= measured <= 0.3
+    # Training already used the budget's cut: finalizing keeps it (the last
+    # epoch's mean can differ only where the ranking moved within the epoch).
+    assert measured == pytest.approx(before, abs=tolerance)
     # Frozen: a fine-tune step leaves the traffic where finalize put it.
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert model.traffic_ratio("2x0.5") == pytest.approx(measured)
