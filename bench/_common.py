@@ -22,6 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "docs", "results")
 RUNS = os.path.join(ROOT, "bench", ".runs")
+# Bumped when the training recipe or the gate mechanics change (cached runs
+# in RUNS are keyed by it). r2: budget-exact gate selection while training.
+RECIPE = "r2"
 
 
 def load_data(train_limit=None, test_limit=None):
@@ -159,7 +162,7 @@ def backend_and_device():
     return backend, device
 
 
-SETTING_KEYS = ("train_limit", "test_limit", "epochs", "seeds", "batch_size")
+SETTING_KEYS = ("train_limit", "test_limit", "epochs", "seeds", "batch_size", "lr")
 
 
 def parse_setting(parser, presets, script):
@@ -167,7 +170,7 @@ def parse_setting(parser, presets, script):
     parser.add_argument("--preset", choices=sorted(presets), default="cpu")
     parser.add_argument("--regimes", default="narrow,full")
     for key in SETTING_KEYS:
-        parser.add_argument("--" + key.replace("_", "-"), type=str if key == "seeds" else int, default=None,
+        parser.add_argument("--" + key.replace("_", "-"), type={"seeds": str, "lr": float}.get(key, int), default=None,
                             help="N, or per regime: narrow=3,full=1" if key == "seeds" else None)
     args = parser.parse_args()
     setting = dict(presets[args.preset])
@@ -178,10 +181,12 @@ def parse_setting(parser, presets, script):
     backend, device = backend_and_device()
     setting["description"] = (
         f"preset {args.preset}; {setting['train_limit'] or 60000} training / {setting['test_limit'] or 10000} "
-        f"test images, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam 1e-3 cosine, flips + "
+        f"test images, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam {setting['lr']:g} cosine, flips + "
         f"shifts, seeds {setting['seeds']}; backend {backend} on {device}")
     setting["command"] = f"python bench/{script} " + " ".join(sys.argv[1:])
-    tag = f"{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
+    # RECIPE names the training recipe: a change to it must not reuse old runs.
+    tag = (f"{RECIPE}-{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
+           f"-{setting['lr']:g}")
     return args, setting, tag
 
 

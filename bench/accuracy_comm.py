@@ -34,8 +34,8 @@ import _common as C  # noqa: E402
 REGIMES = {"full": {"devices": 2, "width": 1.0}, "narrow": {"devices": 4, "width": 0.25}}
 VARIANTS = ("unsplit", "dense_tp", "independent", "random_0.2", "disco_0.5", "disco_0.2", "disco_0.1")
 PRESETS = {
-    "gpu": {"train_limit": None, "test_limit": None, "epochs": 12, "seeds": 3, "batch_size": 128},
-    "cpu": {"train_limit": 6000, "test_limit": 2000, "epochs": 3, "seeds": 2, "batch_size": 128},
+    "gpu": {"train_limit": None, "test_limit": None, "epochs": 12, "seeds": 3, "batch_size": 128, "lr": 1e-3},
+    "cpu": {"train_limit": 20000, "test_limit": 5000, "epochs": 4, "seeds": 2, "batch_size": 128, "lr": 1e-2},
 }
 TARGETS = {
     "narrow.disco_0.2.gap_recovered": ">= 0.75 and beats random_0.2 by more than the seed spread",
@@ -60,7 +60,7 @@ def run_variant(regime, variant, seed, setting, data):
         kw = {"budget": float(variant.split("_")[1]), "finalize": True, "finetune_epochs": 1}
     elif variant.startswith("random_"):
         kw = {"pin_random_budget": float(variant.split("_")[1])}
-    result = C.train_and_evaluate(model, data, setting["epochs"], setting["batch_size"], 1e-3, seed, **kw)
+    result = C.train_and_evaluate(model, data, setting["epochs"], setting["batch_size"], setting["lr"], seed, **kw)
     return result[model.switches.names[0]]
 
 

@@ -28,8 +28,8 @@ REGIMES = {"full": 1.0, "narrow": 0.25}
 SWITCHES = ("1x1.0", "1x0.7", "1x0.5", "2x0.5", "4x0.25")
 MULTI = ("2x0.5", "4x0.25")
 PRESETS = {
-    "gpu": {"train_limit": None, "test_limit": None, "epochs": 12, "seeds": 1, "batch_size": 128},
-    "cpu": {"train_limit": 6000, "test_limit": 2000, "epochs": 3, "seeds": 1, "batch_size": 128},
+    "gpu": {"train_limit": None, "test_limit": None, "epochs": 12, "seeds": 1, "batch_size": 128, "lr": 1e-3},
+    "cpu": {"train_limit": 20000, "test_limit": 5000, "epochs": 4, "seeds": 1, "batch_size": 128, "lr": 1e-2},
 }
 
 
@@ -48,7 +48,7 @@ def run(width, switches, mode, seed, setting, data):
     learned = mode == "learned" and any(s in MULTI for s in switches.split(","))
     model = _model(width, switches, "learned" if learned else "shut")
     kw = {"budget": 0.2, "finalize": True, "finetune_epochs": 1} if learned else {}
-    return C.train_and_evaluate(model, data, setting["epochs"], setting["batch_size"], 1e-3, seed, **kw)
+    return C.train_and_evaluate(model, data, setting["epochs"], setting["batch_size"], setting["lr"], seed, **kw)
 
 
 def main():

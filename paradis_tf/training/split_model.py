@@ -3,11 +3,13 @@
 ``fit`` trains every switch in each step (ParaDiS): the widest switch (the
 teacher) on the labels; every other switch on the labels plus the teacher's
 detached predictions (in-place distillation); and, for each switch with a
-traffic budget, a penalty that drives its traffic ratio (gated bytes over
-dense tensor-parallel bytes) down to a budget annealed from 1.0 to the target
-(DISCO). After training, ``finalize_gates`` makes the gates binary so each
-budget is met exactly, and ``recalibrate_batch_norm`` recomputes every
-switch's batch-norm statistics.
+traffic budget, a penalty that drives its expected traffic ratio (bytes over
+dense tensor-parallel bytes, gates weighted by their sigmoid) down to a budget
+annealed from 1.0 to the target (DISCO). The gates in use meet the current
+budget exactly at every step (the top gate logits that fit, one cut per
+switch), so what training learns is which channels are worth their bytes.
+After training, ``finalize_gates`` pins that cut, and
+``recalibrate_batch_norm`` recomputes every switch's batch-norm statistics.
 """
 
 from __future__ import annotations
@@ -268,7 +270,9 @@ class SplitModel(keras.Model):
                 step 1000).
             distillation_weight: weight of the students' distillation loss
                 (soft cross-entropy to the teacher's detached predictions).
-            comm_weight: weight of the penalty ``relu(ratio - budget)``.
+            comm_weight: weight of the penalty ``relu(expected - budget)`` on
+                the expected traffic ratio (each remote gate weighted by the
+                sigmoid of its logit).
         """
         if metrics:
             raise ValueError(

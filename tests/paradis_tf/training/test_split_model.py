@@ -52,6 +52,40 @@ def test_two_switches_train_toward_budget_and_finalize_exactly():
     assert model.traffic_ratio("2x0.5") == pytest.approx(measured)
 
 
+def _greedy_reference(model, name, budget):
+    """The budget cut computed plainly: (term, c, k) of the gates to open."""
+    terms = model._plan.traffic[name]
+    dense = sum(t.dense for t in terms)
+    entries = [(float(t.layer.gate_logits(t.index)[c, k]), t.positions, n, c, k)
+               for n, t in enumerate(terms) for c, k in zip(*np.nonzero(t.remote))]
+    entries.sort(key=lambda e: -e[0])
+    used, opened = 0.0, set()
+    for _, cost, n, c, k in entries:
+        if used + cost > budget * dense + 1e-6:
+            break
+        used += cost
+        opened.add((n, int(c), int(k)))
+    return opened
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.3, 0.7])
+def test_budget_cut_opens_the_top_gates_that_fit(budget):
+    # Three devices of different widths: layers differ in positions (bytes per
+    # channel), so the cut must weigh every gate by its bytes.
+    rng = np.random.default_rng(3)
+    model = tiny_resnet("1x1.0,0.5+0.3+0.2")
+    name = "0.5+0.3+0.2"
+    for t in model._plan.traffic[name]:
+        var = t.layer._gate_logits[t.index]
+        var.assign(rng.normal(size=var.shape).astype("float32"))
+    expected = _greedy_reference(model, name, budget)
+    model.finalize_gates(budget={name: budget})
+    opened = {(n, int(c), int(k)) for n, t in enumerate(model._plan.traffic[name])
+              for c, k in zip(*np.nonzero(t.remote * t.layer.gate_values(t.index)))}
+    assert opened == expected
+    assert budget - _one_channel_per_layer(model, name) <= model.traffic_ratio(name) <= budget
+
+
 def test_per_switch_budgets_and_finalize_without_budget():
     x, y = toy_data(64)
     model = tiny_resnet("1x1.0,2x0.5,4x0.25")
