@@ -163,7 +163,12 @@ class SplitModel(keras.Model):
         return traffic
 
     def switch_model(self, switch) -> keras.Model:
-        """A plain Keras model of one switch (shares this model's weights)."""
+        """A plain Keras model of one switch (shares this model's weights).
+
+        Its learned gates are as this model last set them: the budget cut of
+        the last call (training step, evaluate, predict) or the pins of
+        ``finalize_gates``.
+        """
         name = self._switch_set[switch].name
         if name not in self._plan.switch_models:
             # Keras names cannot hold '/' (3x1/3); '+' is kept out for readability.
