@@ -113,13 +113,16 @@ def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, f
     return out
 
 
-def cached_run(bench, key, fn):
+def cached_run(bench, key, fn, cached_only=False):
     """Runs ``fn()`` once per key; later invocations reuse the stored record
-    (long benchmarks resume where they stopped)."""
+    (long benchmarks resume where they stopped). With ``cached_only`` a run
+    not stored yet is not started: returns None."""
     path = os.path.join(RUNS, bench, key + ".json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
+    if cached_only:
+        return None
     t0 = time.time()
     record = fn()
     record = {"result": record, "seconds": round(time.time() - t0, 1)}

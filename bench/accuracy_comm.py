@@ -154,8 +154,10 @@ def plot(summary, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--cached-only", action="store_true",
+                        help="report the runs already stored in bench/.runs; start none")
     args, setting, tag = C.parse_setting(parser, PRESETS, "accuracy_comm.py")
-    data = C.load_data(setting["train_limit"], setting["test_limit"])
+    data = None if args.cached_only else C.load_data(setting["train_limit"], setting["test_limit"])
     records = {}
     for regime in args.regimes.split(","):
         records[regime] = {}
@@ -163,12 +165,16 @@ def main():
             runs = []
             for seed in range(setting["seeds"][regime]):
                 key = f"{tag}/{regime}_{variant}_{seed}"
-                rec = C.cached_run("accuracy_comm", key, lambda: run_variant(regime, variant, seed, setting, data))
+                rec = C.cached_run("accuracy_comm", key, lambda: run_variant(regime, variant, seed, setting, data),
+                                   cached_only=args.cached_only)
+                if rec is None:
+                    continue
                 runs.append(rec["result"])
                 print(f"[{regime:>6}] {variant:<12} seed {seed}: top-1 {100 * rec['result']['top1']:.2f}%  "
                       f"traffic {rec['result']['comm_ratio'] if rec['result']['comm_ratio'] is not None else 0:.3f}  "
                       f"({rec['seconds']:.0f} s)", flush=True)
-            records[regime][variant] = runs
+            if runs:
+                records[regime][variant] = runs
     summary = summarize(records)
     verdict = verdicts(summary)
     payload = {**summary, "setting": setting, "targets": TARGETS, "met": verdict}
