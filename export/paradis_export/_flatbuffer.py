@@ -104,8 +104,9 @@ def set_input_quantization(model, key: str, input_name: str, scale: float, zero_
     sender's, so bytes cross the wire unchanged.
 
     Kernels that read the input's parameters at prepare time need nothing
-    else; for a conv/dense reading it directly the int32 bias (quantized with
-    input_scale * weight_scale) is rescaled to the new input scale.
+    else (a conv/dense without a bias among them); for a conv/dense reading it
+    directly the int32 bias (quantized with input_scale * weight_scale) is
+    rescaled to the new input scale.
     """
     sg, inputs, _ = signature_tensors(model, key)
     index = inputs[input_name]
@@ -120,7 +121,12 @@ def set_input_quantization(model, key: str, input_name: str, scale: float, zero_
         name = _op_name(model, op)
         if name in _SCALE_READING:
             continue
-        if name in _BIASED and list(op.inputs)[0] == index and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        if name in _BIASED and list(op.inputs)[0] == index:
+            if len(op.inputs) <= 2 or op.inputs[2] < 0:
+                # No bias (a piece's partial product, its bias dropped): the
+                # output multiplier is computed from the tensors' scales at
+                # prepare time, so nothing else depends on the input scale.
+                continue
             bias_t = sg.tensors[op.inputs[2]]
             buf = model.buffers[bias_t.buffer]
             values = np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4").astype("float64")

@@ -151,8 +151,10 @@ def test_sigmoid_relaxation_is_soft_in_training(rng):
     hard = _np(layer(x, switch=0, training=False))
     assert np.abs(soft - hard).max() > 1e-3
     mask = _np(layer.kernel_mask(0, training=True))
-    sig = 1 / (1 + np.exp(-0.5))
-    np.testing.assert_allclose(mask[:4, 4:], sig, rtol=1e-5)  # device 0 channels -> device 1
+    logits = layer.gate_logits(0)  # (8, 2), each within 0.01 of init_logit (ties broken)
+    assert np.abs(logits - 0.5).max() <= 0.01 + 1e-6 and np.unique(logits).size > 1
+    sig = 1 / (1 + np.exp(-logits[:4, 1:2]))  # (4, 1): device 0's channels into device 1
+    np.testing.assert_allclose(mask[:4, 4:], np.broadcast_to(sig, (4, 4)), rtol=1e-5)
     np.testing.assert_allclose(mask[:4, :4], 1.0)
 
 
