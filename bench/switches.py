@@ -11,7 +11,10 @@ Targets (ParaDiS): every shared switch within 0.5 pt of its twin; all-shut
 2x0.5 at most 1 pt below the single-device 1x0.7 (about the same total
 FLOPs); 2x0.5 clearly above 1x0.5 (same per-device width).
 
-Presets as in bench/accuracy_comm.py. Writes docs/results/switches.json, .md.
+Presets as in bench/accuracy_comm.py; ``--modes shut`` (or ``learned``) trains
+one of the two shared checkpoints only. Runs are stored in bench/.runs, so a
+later invocation with both modes reuses them. Writes
+docs/results/switches.json, .md.
 """
 
 from __future__ import annotations
@@ -53,40 +56,51 @@ def run(width, switches, mode, seed, setting, data):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modes", default="learned,shut",
+                        help="which shared checkpoints to train: learned (budget 0.2) and/or shut")
     args, setting, tag = C.parse_setting(parser, PRESETS, "switches.py")
     data = C.load_data(setting["train_limit"], setting["test_limit"])
 
+    modes = args.modes.split(",")
+    if not modes or any(m not in ("learned", "shut") for m in modes):
+        raise SystemExit(f"--modes: expected learned and/or shut, comma-separated, received {args.modes!r}")
     result = {}
     for regime in args.regimes.split(","):
         width = REGIMES[regime]
         result[regime] = {}
-        for mode in ("learned", "shut"):
-            shared_runs, alone = [], {}
-            for seed in range(setting["seeds"][regime]):
+        seeds = range(setting["seeds"][regime])
+        # Single-device twins do not depend on the gate mode: a narrower
+        # network with the channel counts of the slice the switch uses.
+        singles = {}
+        for switch in SWITCHES:
+            if switch in MULTI:
+                continue
+            twin_width = width * Switch.parse(switch).total_width
+            for seed in seeds:
+                key = f"{tag}/{regime}_alone_{switch}_single_{seed}"
+                rec = C.cached_run("switches", key, lambda: run(twin_width, "1x1.0", "shut", seed, setting, data))
+                singles.setdefault(switch, []).append(rec["result"]["1x1.0"])
+                print(f"[{regime:>6}] alone {switch} seed {seed}: {100 * rec['result']['1x1.0']['top1']:.2f}% "
+                      f"({rec['seconds']:.0f} s)", flush=True)
+        for mode in modes:
+            shared_runs, alone = [], dict(singles)
+            for seed in seeds:
                 key = f"{tag}/{regime}_shared_{mode}_{seed}"
                 rec = C.cached_run("switches", key, lambda: run(width, ",".join(SWITCHES), mode, seed, setting, data))
                 shared_runs.append(rec["result"])
                 print(f"[{regime:>6}] shared ({mode}) seed {seed}: " + ", ".join(
                     f"{k} {100 * v['top1']:.2f}%" for k, v in rec["result"].items()) + f" ({rec['seconds']:.0f} s)",
                     flush=True)
-                for switch in SWITCHES:
-                    if mode == "shut" and switch not in MULTI:
-                        continue  # single-device twins are the same in both modes
-                    key = f"{tag}/{regime}_alone_{switch}_{mode if switch in MULTI else 'single'}_{seed}"
-                    # The twin is a model of that switch's shape trained alone: a
-                    # multi-device switch on its own, a narrow single device as a
-                    # narrower network (same channel counts as the slice it uses).
-                    if switch in MULTI:
-                        twin_width, twin = width, switch
-                    else:
-                        twin_width, twin = width * Switch.parse(switch).total_width, "1x1.0"
-                    rec = C.cached_run("switches", key, lambda: run(twin_width, twin, mode, seed, setting, data))
-                    alone.setdefault(switch, []).append(rec["result"][twin])
+                for switch in MULTI:
+                    # The twin: that multi-device switch on its own, same gates.
+                    key = f"{tag}/{regime}_alone_{switch}_{mode}_{seed}"
+                    rec = C.cached_run("switches", key, lambda: run(width, switch, mode, seed, setting, data))
+                    alone.setdefault(switch, []).append(rec["result"][switch])
                     print(f"[{regime:>6}] alone {switch} ({mode}) seed {seed}: "
-                          f"{100 * rec['result'][twin]['top1']:.2f}% ({rec['seconds']:.0f} s)", flush=True)
+                          f"{100 * rec['result'][switch]['top1']:.2f}% ({rec['seconds']:.0f} s)", flush=True)
             for switch in SWITCHES:
-                if mode == "shut" and switch not in MULTI:
-                    continue
+                if mode == "shut" and switch not in MULTI and "learned" in modes:
+                    continue  # single-device rows come from the learned checkpoint
                 row_key = switch if switch not in MULTI else f"{switch}_{mode}"
                 result[regime][row_key] = {
                     "top1_shared": C.mean_spread([r[switch]["top1"] for r in shared_runs])[0],
