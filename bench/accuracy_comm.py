@@ -154,8 +154,6 @@ def plot(summary, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--cached-only", action="store_true",
-                        help="report the runs already stored in bench/.runs; start none")
     args, setting, tag = C.parse_setting(parser, PRESETS, "accuracy_comm.py")
     data = None if args.cached_only else C.load_data(setting["train_limit"], setting["test_limit"])
     records = {}

@@ -13,7 +13,8 @@ FLOPs); 2x0.5 clearly above 1x0.5 (same per-device width).
 
 Presets as in bench/accuracy_comm.py; ``--modes shut`` (or ``learned``) trains
 one of the two shared checkpoints only. Runs are stored in bench/.runs, so a
-later invocation with both modes reuses them. Writes
+later invocation with both modes reuses them; ``--cached-only`` reports the
+stored runs and starts none. Writes
 docs/results/switches.json, .md.
 """
 
@@ -59,11 +60,10 @@ def main():
     parser.add_argument("--modes", default="learned,shut",
                         help="which shared checkpoints to train: learned (budget 0.2) and/or shut")
     args, setting, tag = C.parse_setting(parser, PRESETS, "switches.py")
-    data = C.load_data(setting["train_limit"], setting["test_limit"])
-
     modes = args.modes.split(",")
     if not modes or any(m not in ("learned", "shut") for m in modes):
         raise SystemExit(f"--modes: expected learned and/or shut, comma-separated, received {args.modes!r}")
+    data = None if args.cached_only else C.load_data(setting["train_limit"], setting["test_limit"])
     result = {}
     for regime in args.regimes.split(","):
         width = REGIMES[regime]
@@ -78,7 +78,10 @@ def main():
             twin_width = width * Switch.parse(switch).total_width
             for seed in seeds:
                 key = f"{tag}/{regime}_alone_{switch}_single_{seed}"
-                rec = C.cached_run("switches", key, lambda: run(twin_width, "1x1.0", "shut", seed, setting, data))
+                rec = C.cached_run("switches", key, lambda: run(twin_width, "1x1.0", "shut", seed, setting, data),
+                                   cached_only=args.cached_only)
+                if rec is None:
+                    continue
                 singles.setdefault(switch, []).append(rec["result"]["1x1.0"])
                 print(f"[{regime:>6}] alone {switch} seed {seed}: {100 * rec['result']['1x1.0']['top1']:.2f}% "
                       f"({rec['seconds']:.0f} s)", flush=True)
@@ -86,7 +89,10 @@ def main():
             shared_runs, alone = [], dict(singles)
             for seed in seeds:
                 key = f"{tag}/{regime}_shared_{mode}_{seed}"
-                rec = C.cached_run("switches", key, lambda: run(width, ",".join(SWITCHES), mode, seed, setting, data))
+                rec = C.cached_run("switches", key, lambda: run(width, ",".join(SWITCHES), mode, seed, setting, data),
+                                   cached_only=args.cached_only)
+                if rec is None:
+                    continue
                 shared_runs.append(rec["result"])
                 print(f"[{regime:>6}] shared ({mode}) seed {seed}: " + ", ".join(
                     f"{k} {100 * v['top1']:.2f}%" for k, v in rec["result"].items()) + f" ({rec['seconds']:.0f} s)",
@@ -94,13 +100,18 @@ def main():
                 for switch in MULTI:
                     # The twin: that multi-device switch on its own, same gates.
                     key = f"{tag}/{regime}_alone_{switch}_{mode}_{seed}"
-                    rec = C.cached_run("switches", key, lambda: run(width, switch, mode, seed, setting, data))
+                    rec = C.cached_run("switches", key, lambda: run(width, switch, mode, seed, setting, data),
+                                       cached_only=args.cached_only)
+                    if rec is None:
+                        continue
                     alone.setdefault(switch, []).append(rec["result"][switch])
                     print(f"[{regime:>6}] alone {switch} ({mode}) seed {seed}: "
                           f"{100 * rec['result'][switch]['top1']:.2f}% ({rec['seconds']:.0f} s)", flush=True)
             for switch in SWITCHES:
                 if mode == "shut" and switch not in MULTI and "learned" in modes:
                     continue  # single-device rows come from the learned checkpoint
+                if not shared_runs or switch not in alone:
+                    continue  # --cached-only: not stored yet
                 row_key = switch if switch not in MULTI else f"{switch}_{mode}"
                 result[regime][row_key] = {
                     "top1_shared": C.mean_spread([r[switch]["top1"] for r in shared_runs])[0],
@@ -108,6 +119,7 @@ def main():
                     "comm_ratio": shared_runs[0][switch]["comm_ratio"],
                     "checkpoint": f"shared_{mode}",
                 }
+    result = {regime: rows for regime, rows in result.items() if rows}  # --cached-only: regimes not run yet
     verdict = {}
     for regime, rows in result.items():
         verdict[f"{regime}.shared_within_0.5pt_of_alone"] = all(
