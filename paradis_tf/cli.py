@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training images")
     t.add_argument("--test-limit", type=_positive_int, default=None, help="use only the first N test images")
     t.add_argument("--image-size", type=_positive_int, default=32, help="folder datasets: images are resized to this")
-    t.add_argument("--recalibrate-batches", type=_positive_int, default=50)
+    t.add_argument("--recalibrate-batches", type=_positive_int, default=50,
+                   help="batches per switch when batch norm is recalibrated (before each validation, after training)")
     t.add_argument("--augment", action="store_true", help="random flips and translations")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output folder (model, checkpoints, logs, summary.json)")
@@ -134,7 +135,7 @@ def train(args) -> dict:
     from paradis_tf.accounting import device_summary
     from paradis_tf.models import build_model
     from paradis_tf.switches import SwitchSet
-    from paradis_tf.training import BudgetSchedule
+    from paradis_tf.training import BudgetSchedule, RecalibratedValidation
 
     try:
         switches = SwitchSet(args.switches)
@@ -161,6 +162,9 @@ def train(args) -> dict:
         keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup", "train")),
         keras.callbacks.ModelCheckpoint(os.path.join(args.out, "checkpoint.keras")),
         keras.callbacks.TensorBoard(os.path.join(args.out, "logs")),
+        # val_ metrics as the model would score if training stopped here:
+        # batch norm recalibrated for the gates in use, then restored.
+        RecalibratedValidation(train_ds, num_batches=args.recalibrate_batches),
     ]
     print(f"training {model.name} ({model.count_params():,} weights) on {args.dataset}: switches "
           f"{','.join(switches.names)}, gates {args.gates}, budget {budget}, {args.epochs} epochs of "

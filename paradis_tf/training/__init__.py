@@ -1,7 +1,9 @@
 """Multi-switch training: SplitModel (train step, budgets, distillation,
-finalization, batch-norm recalibration) and its schedule."""
+finalization, batch-norm recalibration), its schedule, and a validation
+callback that recalibrates batch norm first."""
 
 from paradis_tf.training.budget_schedule import BudgetSchedule
+from paradis_tf.training.recalibrated_validation import RecalibratedValidation
 from paradis_tf.training.split_model import SplitModel
 
-__all__ = ["BudgetSchedule", "SplitModel"]
+__all__ = ["BudgetSchedule", "RecalibratedValidation", "SplitModel"]

@@ -364,14 +364,17 @@ class SplitModel(keras.Model):
 
     # -- the training objective ----------------------------------------------
     def call(self, inputs, training=None, mask=None):
+        self._apply_budget_cut()
+        return super().call(inputs, training=training, mask=mask)
+
+    def _apply_budget_cut(self):
         # Budgeted switches open the top gates that fit the current annealed
         # budget: set their thresholds from the logits as they are now (after
-        # the last optimizer step), then run the graph.
+        # the last optimizer step).
         if self._budgets and getattr(self, "_budget_schedule", None) is not None:
             for name, target in self._budgets.items():
                 budget = self._budget_schedule(self.budget_step, target)
                 self._set_threshold(name, self._select_gates(name, budget))
-        return super().call(inputs, training=training, mask=mask)
 
     def current_budget(self, switch) -> float:
         """The annealed budget of a switch at the current training step."""
@@ -474,6 +477,9 @@ class SplitModel(keras.Model):
         bns = [layer for layer in self._flatten_layers() if isinstance(layer, SwitchableBatchNormalization)]
         if not bns:
             return
+        # The statistics are those of the gates a call would use now (the
+        # switch models below do not set the budget cut themselves).
+        self._apply_budget_cut()
         saved = [bn.momentum for bn in bns]
         try:
             for index, name in enumerate(self._switch_set.names):
