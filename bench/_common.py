@@ -22,9 +22,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "docs", "results")
 RUNS = os.path.join(ROOT, "bench", ".runs")
-# Bumped when the training recipe or the gate mechanics change (cached runs
-# in RUNS are keyed by it). r2: budget-exact gate selection while training.
+# Bumped when the training recipe changes (cached runs in RUNS are keyed by
+# it). r2: budget-exact gate selection while training.
 RECIPE = "r2"
+# Bumped when only the learning of gates changes: it keys the runs with
+# learned gates alone, so fixed-gate runs (unsplit, shut, open, random) stay
+# valid. g1: the r2 mechanics (dense start, anneal over half the run, pin,
+# one epoch of fine-tuning).
+GATE_RECIPE = "g1"
 
 
 def load_data(train_limit=None, test_limit=None):
@@ -70,9 +75,14 @@ def batches(x, y, batch_size, augment, seed):
 
 
 def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, finalize=False,
-                       finetune_epochs=0, anneal_fraction=0.5, pin_random_budget=None, verbose=0):
+                       finetune_epochs=0, anneal_fraction=0.5, pin_random_budget=None, random_ranking=False,
+                       verbose=0):
     """The one recipe every variant follows (Adam, cosine learning rate,
-    same epochs in total). Returns per-switch top-1 and the device summary."""
+    same epochs in total). Returns per-switch top-1 and the device summary.
+
+    ``random_ranking`` gives the gates random logits that are never trained:
+    with a budget, the annealed cut then closes gates in a fixed random order
+    (the learned-gate schedule without the learning)."""
     import keras
     from paradis_tf import device_summary
     from paradis_tf.training import BudgetSchedule
@@ -83,15 +93,18 @@ def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, f
     schedule = keras.optimizers.schedules.CosineDecay(lr, steps)
     anneal_end = max(1, int(anneal_fraction * len(train) * (epochs - finetune_epochs)))
     jit = "auto" if keras.backend.backend() != "tensorflow" else True
-    model.compile(optimizer=keras.optimizers.Adam(schedule), budget=budget,
-                  budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit)
-    if pin_random_budget is not None:
-        # Random fixed selection at the budget: random logits, then the
-        # budget-exact top-k that finalize_gates keeps.
+    if pin_random_budget is not None or random_ranking:
         rng = np.random.default_rng(seed)
         for layer in model._flatten_layers():
             for var in getattr(layer, "_gate_logits", {}).values():
                 var.assign(rng.normal(size=var.shape).astype("float32"))
+                # Left out of the optimizer (set before compile builds it).
+                var.trainable = not random_ranking
+    model.compile(optimizer=keras.optimizers.Adam(schedule), budget=budget,
+                  budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit)
+    if pin_random_budget is not None:
+        # Random fixed selection at the budget: the budget-exact top-k of the
+        # random logits, as finalize_gates keeps it.
         model.finalize_gates(budget=pin_random_budget)
     model.fit(train, epochs=epochs - finetune_epochs, verbose=verbose)
     if finalize:
@@ -189,6 +202,7 @@ def parse_setting(parser, presets, script):
         f"test images, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam {setting['lr']:g} cosine, flips + "
         f"shifts, seeds {setting['seeds']}; backend {backend} on {device}")
     setting["command"] = f"python bench/{script} " + " ".join(sys.argv[1:])
+    setting["recipe"], setting["gate_recipe"] = RECIPE, GATE_RECIPE
     # RECIPE names the training recipe: a change to it must not reuse old runs.
     tag = (f"{RECIPE}-{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
            f"-{setting['lr']:g}")

@@ -8,6 +8,11 @@ Variants (each trained alone with the same recipe and epochs):
   dense_tp     every gate open (dense tensor parallelism)
   independent  every gate shut (ParaDiS branches)
   random_0.2   gates fixed at random from the start, exactly at budget 0.2
+  random_annealed_0.2
+               the disco_0.2 schedule with gate logits drawn at random and
+               never trained: the budget closes gates in a fixed random order
+               (what the schedule costs or gives, apart from learning the
+               selection)
   disco_B      learned gates, budget B annealed over the first half, then
                finalize_gates and one epoch of fine-tuning (B = 0.5, 0.2, 0.1)
 Metrics: top1 (mean over seeds, with spread), comm_ratio, flops_per_device_ratio,
@@ -17,7 +22,9 @@ params_per_device_ratio (to the unsplit model), gap_recovered =
 Presets: ``--preset gpu`` is the issue's setting (60k/10k images, 12 epochs,
 3 seeds; run it with KERAS_BACKEND=jax on a GPU); ``--preset cpu`` is a reduced
 setting for this 2-core machine. Per-run records are kept in bench/.runs, so
-an interrupted benchmark resumes.
+an interrupted benchmark resumes. ``--variants V1,V2 --merge`` runs only those
+variants and keeps every other row of the stored results file (refused unless
+that file was measured in the same setting and recipes).
 
 Writes docs/results/accuracy_comm.json, .md and .png.
 """
@@ -25,6 +32,7 @@ Writes docs/results/accuracy_comm.json, .md and .png.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -32,7 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
 REGIMES = {"full": {"devices": 2, "width": 1.0}, "narrow": {"devices": 4, "width": 0.25}}
-VARIANTS = ("unsplit", "dense_tp", "independent", "random_0.2", "disco_0.5", "disco_0.2", "disco_0.1")
+VARIANTS = ("unsplit", "dense_tp", "independent", "random_0.2", "random_annealed_0.2", "disco_0.5", "disco_0.2",
+            "disco_0.1")
 PRESETS = {
     "gpu": {"train_limit": None, "test_limit": None, "epochs": 12, "seeds": 3, "batch_size": 128, "lr": 1e-3},
     "cpu": {"train_limit": 20000, "test_limit": 5000, "epochs": 4, "seeds": 2, "batch_size": 128, "lr": 1e-2},
@@ -56,8 +65,9 @@ def run_variant(regime, variant, seed, setting, data):
     model = CifarResNet(depth=20, width=REGIMES[regime]["width"], num_classes=10, input_shape=(28, 28, 1),
                         switches=switch, gates=gates)
     kw = {}
-    if variant.startswith("disco_"):
-        kw = {"budget": float(variant.split("_")[1]), "finalize": True, "finetune_epochs": 1}
+    if variant.startswith(("disco_", "random_annealed_")):
+        kw = {"budget": float(variant.split("_")[-1]), "finalize": True, "finetune_epochs": 1,
+              "random_ranking": variant.startswith("random_annealed_")}
     elif variant.startswith("random_"):
         kw = {"pin_random_budget": float(variant.split("_")[1])}
     result = C.train_and_evaluate(model, data, setting["epochs"], setting["batch_size"], setting["lr"], seed, **kw)
@@ -79,11 +89,40 @@ def summarize(records):
                 "flops_per_device_ratio": first["flops_per_device_ratio"],
                 "params_per_device_ratio": first["params_per_device_ratio"],
             }
-        u = out[regime].get("unsplit", {}).get("top1")
-        i = out[regime].get("independent", {}).get("top1")
-        for variant, row in out[regime].items():
+    return with_gaps(out)
+
+
+def with_gaps(summary):
+    """Sets each row's gap_recovered from its regime's unsplit and independent rows."""
+    for rows in summary.values():
+        u = rows.get("unsplit", {}).get("top1")
+        i = rows.get("independent", {}).get("top1")
+        for row in rows.values():
             row["gap_recovered"] = None if u is None or i is None or u == i else (row["top1"] - i) / (u - i)
-    return out
+    return summary
+
+
+def merge_stored(summary, setting):
+    """--merge: rows this run did not measure, from the stored results file,
+    when that file was measured in the same setting and recipes."""
+    path = os.path.join(C.RESULTS, "accuracy_comm.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"--merge: there is no stored {path} to merge with")
+    with open(path) as f:
+        stored = json.load(f)
+    keys = ("train_limit", "test_limit", "epochs", "batch_size", "lr", "recipe", "gate_recipe")
+    differ = [k for k in keys if stored["setting"].get(k) != setting[k]]
+    if differ:
+        raise SystemExit(f"--merge: {path} was measured with other {differ} "
+                         f"({stored['setting']['description']}); run every variant instead")
+    for regime in REGIMES:
+        for variant, row in stored.get(regime, {}).items():
+            summary.setdefault(regime, {}).setdefault(variant, row)
+    # Rows in the regime's variant order, wherever they came from.
+    for regime, rows in summary.items():
+        summary[regime] = {v: rows[v] for v in VARIANTS if v in rows}
+    setting["merged_from"] = stored["setting"].get("merged_from", []) + [stored["setting"]["command"]]
+    return with_gaps(summary)
 
 
 def verdicts(summary):
@@ -122,7 +161,10 @@ def markdown(summary, setting, verdict):
     for key, wanted in TARGETS.items():
         met = verdict.get(key)
         lines.append(f"| {key} | {wanted} | {'-' if met is None else ('yes' if met else 'no')} |")
-    lines += ["", f"Command: `{setting['command']}`", ""]
+    lines += ["", f"Command: `{setting['command']}`"]
+    if setting.get("merged_from"):
+        lines.append("Rows it did not run come from earlier runs: " + ", ".join(f"`{c}`" for c in setting["merged_from"]))
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -154,7 +196,13 @@ def plot(summary, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the stored results of the variants this run does not measure "
+                             "(same setting and recipes only)")
     args, setting, tag = C.parse_setting(parser, PRESETS, "accuracy_comm.py")
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     data = None if args.cached_only else C.load_data(setting["train_limit"], setting["test_limit"])
     records = {}
     for regime in args.regimes.split(","):
@@ -163,6 +211,8 @@ def main():
             runs = []
             for seed in range(setting["seeds"][regime]):
                 key = f"{tag}/{regime}_{variant}_{seed}"
+                if variant.startswith(("disco_", "random_annealed_")):  # the learned-gate schedule
+                    key += f"_{C.GATE_RECIPE}"
                 rec = C.cached_run("accuracy_comm", key, lambda: run_variant(regime, variant, seed, setting, data),
                                    cached_only=args.cached_only)
                 if rec is None:
@@ -174,6 +224,8 @@ def main():
             if runs:
                 records[regime][variant] = runs
     summary = summarize(records)
+    if args.merge:
+        summary = merge_stored(summary, setting)
     verdict = verdicts(summary)
     payload = {**summary, "setting": setting, "targets": TARGETS, "met": verdict}
     C.write_json("accuracy_comm.json", payload)

@@ -88,7 +88,8 @@ def main():
         for mode in modes:
             shared_runs, alone = [], dict(singles)
             for seed in seeds:
-                key = f"{tag}/{regime}_shared_{mode}_{seed}"
+                suffix = f"_{C.GATE_RECIPE}" if mode == "learned" else ""
+                key = f"{tag}/{regime}_shared_{mode}_{seed}{suffix}"
                 rec = C.cached_run("switches", key, lambda: run(width, ",".join(SWITCHES), mode, seed, setting, data),
                                    cached_only=args.cached_only)
                 if rec is None:
@@ -99,7 +100,7 @@ def main():
                     flush=True)
                 for switch in MULTI:
                     # The twin: that multi-device switch on its own, same gates.
-                    key = f"{tag}/{regime}_alone_{switch}_{mode}_{seed}"
+                    key = f"{tag}/{regime}_alone_{switch}_{mode}_{seed}{suffix}"
                     rec = C.cached_run("switches", key, lambda: run(width, switch, mode, seed, setting, data),
                                        cached_only=args.cached_only)
                     if rec is None:
