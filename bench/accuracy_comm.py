@@ -181,8 +181,9 @@ def plot(summary, path):
                 ax.axhline(100 * row["top1"], color="gray", linestyle="--", label="unsplit")
                 continue
             marker = "o" if variant.startswith("disco") else "s"
+            # One colour per variant in every panel, whichever rows a regime has.
             ax.errorbar(row["comm_ratio"], 100 * row["top1"], yerr=50 * (row["top1_spread"] or 0),
-                        fmt=marker, capsize=3, label=variant)
+                        fmt=marker, capsize=3, label=variant, color=f"C{VARIANTS.index(variant)}")
         ax.set_xlabel("traffic ratio (bytes / dense tensor parallelism)")
         ax.set_ylabel("top-1 %")
         r = REGIMES[regime]

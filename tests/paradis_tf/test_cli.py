@@ -42,7 +42,15 @@ def test_train_end_to_end_writes_model_and_summary(tmp_path, fake_fashion_mnist,
     assert 0.0 <= rows["2x0.5"]["top1"] <= 1.0
     assert rows["2x0.5"]["params_per_device_ratio"] < 1.0
     assert (out / "model.keras").is_file() and (out / "checkpoint.keras").is_file()
-    assert any((out / "logs").rglob("*tfevents*")), "TensorBoard wrote no event file"
+    events = list((out / "logs").rglob("*tfevents*"))
+    assert events, "TensorBoard wrote no event file"
+    import tensorflow as tf
+
+    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value}
+    # Per-switch loss, accuracy and traffic, and the annealed budget, every epoch.
+    assert {"epoch_1x1.0_loss", "epoch_1x1.0_accuracy", "epoch_2x0.5_accuracy", "epoch_2x0.5_comm",
+            "epoch_2x0.5_budget"} <= tags, sorted(tags)
 
 
 def test_bad_arguments_exit_with_a_message(tmp_path, fake_fashion_mnist, capsys):
