@@ -160,6 +160,28 @@ def write_json(name, payload):
         json.dump(payload, f, indent=2)
 
 
+# What must match for a stored results file to be merged with a new run's.
+MERGE_KEYS = ("train_limit", "test_limit", "epochs", "batch_size", "lr", "recipe", "gate_recipe", "backend")
+
+
+def stored_results(name, setting):
+    """--merge: the stored docs/results/``name``, refused unless it was
+    measured in the same setting and recipes as ``setting``. Records the
+    commands its rows came from in ``setting["merged_from"]``."""
+    path = os.path.join(RESULTS, name)
+    if not os.path.exists(path):
+        raise SystemExit(f"--merge: there is no stored {path} to merge with; run without --merge")
+    with open(path) as f:
+        stored = json.load(f)
+    differ = [k for k in MERGE_KEYS if stored["setting"].get(k) != setting[k]]
+    if differ:
+        raise SystemExit(f"--merge: {path} was measured with other {differ} "
+                         f"({stored['setting']['description']}); run everything instead of merging")
+    earlier = stored["setting"].get("merged_from", []) + [stored["setting"]["command"]]
+    setting["merged_from"] = [c for i, c in enumerate(earlier) if c not in earlier[:i] and c != setting["command"]]
+    return stored
+
+
 def write_text(name, text):
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, name), "w") as f:
@@ -197,16 +219,21 @@ def parse_setting(parser, presets, script):
             setting[key] = getattr(args, key)
     setting["seeds"] = _seeds_per_regime(setting["seeds"], args.regimes.split(","))
     backend, device = backend_and_device()
-    setting["description"] = (
-        f"preset {args.preset}; {setting['train_limit'] or 60000} training / {setting['test_limit'] or 10000} "
-        f"test images, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam {setting['lr']:g} cosine, flips + "
-        f"shifts, seeds {setting['seeds']}; backend {backend} on {device}")
+    setting["preset"], setting["backend"] = args.preset, f"{backend} on {device}"
+    setting["description"] = describe(setting)
     setting["command"] = f"python bench/{script} " + " ".join(sys.argv[1:])
     setting["recipe"], setting["gate_recipe"] = RECIPE, GATE_RECIPE
     # RECIPE names the training recipe: a change to it must not reuse old runs.
     tag = (f"{RECIPE}-{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
            f"-{setting['lr']:g}")
     return args, setting, tag
+
+
+def describe(setting):
+    """One line naming the setting (results files and their markdown)."""
+    return (f"preset {setting['preset']}; {setting['train_limit'] or 60000} training / "
+            f"{setting['test_limit'] or 10000} test images, {setting['epochs']} epochs, batch {setting['batch_size']}, "
+            f"Adam {setting['lr']:g} cosine, flips + shifts, seeds {setting['seeds']}; backend {setting['backend']}")
 
 
 def _seeds_per_regime(value, regimes):

@@ -32,7 +32,6 @@ Writes docs/results/accuracy_comm.json, .md and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -105,23 +104,16 @@ def with_gaps(summary):
 def merge_stored(summary, setting):
     """--merge: rows this run did not measure, from the stored results file,
     when that file was measured in the same setting and recipes."""
-    path = os.path.join(C.RESULTS, "accuracy_comm.json")
-    if not os.path.exists(path):
-        raise SystemExit(f"--merge: there is no stored {path} to merge with")
-    with open(path) as f:
-        stored = json.load(f)
-    keys = ("train_limit", "test_limit", "epochs", "batch_size", "lr", "recipe", "gate_recipe")
-    differ = [k for k in keys if stored["setting"].get(k) != setting[k]]
-    if differ:
-        raise SystemExit(f"--merge: {path} was measured with other {differ} "
-                         f"({stored['setting']['description']}); run every variant instead")
+    stored = C.stored_results("accuracy_comm.json", setting)
     for regime in REGIMES:
         for variant, row in stored.get(regime, {}).items():
             summary.setdefault(regime, {}).setdefault(variant, row)
+        if regime in stored["setting"]["seeds"]:
+            setting["seeds"].setdefault(regime, stored["setting"]["seeds"][regime])
+    setting["description"] = C.describe(setting)
     # Rows in the regime's variant order, wherever they came from.
     for regime, rows in summary.items():
         summary[regime] = {v: rows[v] for v in VARIANTS if v in rows}
-    setting["merged_from"] = stored["setting"].get("merged_from", []) + [stored["setting"]["command"]]
     return with_gaps(summary)
 
 

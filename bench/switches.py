@@ -14,7 +14,8 @@ FLOPs); 2x0.5 clearly above 1x0.5 (same per-device width).
 Presets as in bench/accuracy_comm.py; ``--modes shut`` (or ``learned``) trains
 one of the two shared checkpoints only. Runs are stored in bench/.runs, so a
 later invocation with both modes reuses them; ``--cached-only`` reports the
-stored runs and starts none. Writes
+stored runs and starts none; ``--regimes R --merge`` keeps the stored results
+of the other regimes (same setting and recipes only). Writes
 docs/results/switches.json, .md.
 """
 
@@ -59,6 +60,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modes", default="learned,shut",
                         help="which shared checkpoints to train: learned (budget 0.2) and/or shut")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the stored results of the regimes this run does not measure "
+                             "(same setting and recipes only)")
     args, setting, tag = C.parse_setting(parser, PRESETS, "switches.py")
     modes = args.modes.split(",")
     if not modes or any(m not in ("learned", "shut") for m in modes):
@@ -121,6 +125,15 @@ def main():
                     "checkpoint": f"shared_{mode}",
                 }
     result = {regime: rows for regime, rows in result.items() if rows}  # --cached-only: regimes not run yet
+    if args.merge:
+        stored = C.stored_results("switches.json", setting)
+        for regime in REGIMES:
+            if regime in stored and regime not in result:
+                result[regime] = stored[regime]
+                setting["seeds"][regime] = stored["setting"]["seeds"][regime]
+        result = {regime: result[regime] for regime in REGIMES if regime in result}
+    setting["seeds"] = {regime: n for regime, n in setting["seeds"].items() if regime in result}
+    setting["description"] = C.describe(setting)
     verdict = {}
     for regime, rows in result.items():
         verdict[f"{regime}.shared_within_0.5pt_of_alone"] = all(
@@ -143,7 +156,11 @@ def main():
         lines.append("")
     lines += ["## Targets", "", "| target | met |", "|---|---|"]
     lines += [f"| {k} | {'yes' if v else 'no'} |" for k, v in verdict.items()]
-    lines += ["", f"Command: `{setting['command']}`", ""]
+    lines += ["", f"Command: `{setting['command']}`"]
+    if setting.get("merged_from"):
+        lines.append("Regimes it did not run come from earlier runs: "
+                     + ", ".join(f"`{c}`" for c in setting["merged_from"]))
+    lines.append("")
     C.write_text("switches.md", "\n".join(lines))
     print("\n".join(lines))
 
