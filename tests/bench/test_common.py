@@ -1,0 +1,67 @@
+"""bench/_common.py: the check that decides whether --merge may keep a stored
+results file's rows (rows measured in another setting must never be mixed)."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "_common.py")
+
+
+@pytest.fixture
+def common(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_common", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS", str(tmp_path))
+    return module
+
+
+def _setting(**changes):
+    setting = {"train_limit": 20000, "test_limit": 5000, "epochs": 4, "seeds": {"full": 1}, "batch_size": 128,
+               "lr": 0.01, "recipe": "r2", "gate_recipe": "g1", "preset": "cpu", "backend": "tensorflow on cpu",
+               "command": "python bench/x.py --regimes full --merge"}
+    setting.update(changes)
+    return setting
+
+
+def _store(tmp_path, setting):
+    stored = {"narrow": {"a": {"top1": 0.5}}, "setting": {**setting, "description": "stored"}}
+    (tmp_path / "x.json").write_text(json.dumps(stored))
+    return stored
+
+
+def test_same_setting_is_merged_and_the_earlier_commands_recorded(common, tmp_path):
+    _store(tmp_path, _setting(command="python bench/x.py --regimes narrow", merged_from=["python bench/x.py"]))
+    setting = _setting()
+    stored = common.stored_results("x.json", setting)
+    assert stored["narrow"] == {"a": {"top1": 0.5}}
+    assert setting["merged_from"] == ["python bench/x.py", "python bench/x.py --regimes narrow"]
+
+
+@pytest.mark.parametrize("key, value", [("lr", 0.001), ("epochs", 12), ("gate_recipe", "g2"), ("backend", "jax on gpu")])
+def test_another_setting_is_refused_naming_the_key(common, tmp_path, key, value):
+    _store(tmp_path, _setting(**{key: value}))
+    with pytest.raises(SystemExit, match=key):
+        common.stored_results("x.json", _setting())
+
+
+def test_a_stored_file_without_a_recipe_is_refused(common, tmp_path):
+    stored = _setting()
+    del stored["recipe"]
+    _store(tmp_path, stored)
+    with pytest.raises(SystemExit, match="recipe"):
+        common.stored_results("x.json", _setting())
+
+
+def test_no_stored_file_says_to_run_without_merge(common):
+    with pytest.raises(SystemExit, match="without --merge"):
+        common.stored_results("x.json", _setting())
+
+
+def test_describe_names_preset_seeds_and_backend(common):
+    text = common.describe(_setting(seeds={"full": 1, "narrow": 3}))
+    assert text.startswith("preset cpu; 20000 training / 5000 test images, 4 epochs")
+    assert "seeds {'full': 1, 'narrow': 3}" in text and text.endswith("backend tensorflow on cpu")
