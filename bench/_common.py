@@ -166,7 +166,7 @@ MERGE_KEYS = ("train_limit", "test_limit", "epochs", "batch_size", "lr", "recipe
 
 def stored_results(name, setting):
     """--merge: the stored docs/results/``name``, refused unless it was
-    measured in the same setting and recipes as ``setting``. Records the
+    measured in the same setting, recipes and backend as ``setting``. Records the
     commands its rows came from in ``setting["merged_from"]``."""
     path = os.path.join(RESULTS, name)
     if not os.path.exists(path):

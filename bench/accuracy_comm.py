@@ -24,7 +24,7 @@ Presets: ``--preset gpu`` is the issue's setting (60k/10k images, 12 epochs,
 setting for this 2-core machine. Per-run records are kept in bench/.runs, so
 an interrupted benchmark resumes. ``--variants V1,V2 --merge`` runs only those
 variants and keeps every other row of the stored results file (refused unless
-that file was measured in the same setting and recipes).
+that file was measured in the same setting, recipes and backend).
 
 Writes docs/results/accuracy_comm.json, .md and .png.
 """
@@ -103,7 +103,7 @@ def with_gaps(summary):
 
 def merge_stored(summary, setting):
     """--merge: rows this run did not measure, from the stored results file,
-    when that file was measured in the same setting and recipes."""
+    when that file was measured in the same setting, recipes and backend."""
     stored = C.stored_results("accuracy_comm.json", setting)
     for regime in REGIMES:
         for variant, row in stored.get(regime, {}).items():
@@ -191,7 +191,7 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--merge", action="store_true",
                         help="keep the stored results of the variants this run does not measure "
-                             "(same setting and recipes only)")
+                             "(same setting, recipes and backend only)")
     args, setting, tag = C.parse_setting(parser, PRESETS, "accuracy_comm.py")
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:

@@ -15,7 +15,7 @@ Presets as in bench/accuracy_comm.py; ``--modes shut`` (or ``learned``) trains
 one of the two shared checkpoints only. Runs are stored in bench/.runs, so a
 later invocation with both modes reuses them; ``--cached-only`` reports the
 stored runs and starts none; ``--regimes R --merge`` keeps the stored results
-of the other regimes (same setting and recipes only). Writes
+of the other regimes (same setting, recipes and backend only). Writes
 docs/results/switches.json, .md.
 """
 
@@ -62,7 +62,7 @@ def main():
                         help="which shared checkpoints to train: learned (budget 0.2) and/or shut")
     parser.add_argument("--merge", action="store_true",
                         help="keep the stored results of the regimes this run does not measure "
-                             "(same setting and recipes only)")
+                             "(same setting, recipes and backend only)")
     args, setting, tag = C.parse_setting(parser, PRESETS, "switches.py")
     modes = args.modes.split(",")
     if not modes or any(m not in ("learned", "shut") for m in modes):
