@@ -37,10 +37,10 @@ test-tf: install
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
 
 # The layers, training and models again on the JAX backend (the GPU route);
-# the tf.data loaders and the CLI are exercised on TensorFlow above.
+# the tf.data loaders and the CLI (tests/paradis_cli) are exercised on TensorFlow above.
 test-jax: install
 	KERAS_BACKEND=jax $(PYTEST) tests/paradis_tf \
-	  --ignore=tests/paradis_tf/data --ignore=tests/paradis_tf/test_cli.py
+	  --ignore=tests/paradis_tf/data
 
 # Benchmarks (long; the accuracy ones resume from bench/.runs). BENCH_PRESET=gpu
 # gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU).

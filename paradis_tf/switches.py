@@ -243,7 +243,15 @@ class SwitchSet:
         if isinstance(switches, SwitchSet):
             items = list(switches)
         elif isinstance(switches, str):
-            items = [Switch.parse(s) for s in switches.split(",") if s.strip()]
+            entries = switches.split(",")
+            for i, entry in enumerate(entries):
+                if not entry.strip() and switches.strip():
+                    # "1x1.0," or "1x1.0,,2x0.5": a typo, not a wish for fewer switches.
+                    raise ValueError(
+                        f"switches {switches!r} has an empty entry at position {i}; write the "
+                        "switches separated by single commas, e.g. '1x1.0,2x0.5'."
+                    )
+            items = [Switch.parse(s) for s in entries if s.strip()]
         else:
             try:
                 items = [Switch.parse(s) for s in switches]

@@ -5,30 +5,40 @@ manifest, so a runtime can fall back to a switch that needs fewer devices.
     OUT/<switch>/fusion_graph.json, device0.tflite, device1.tflite, ...
         (<switch> is the switch's name with '/' written '_', e.g. 3x1_3)
 
-An export is written to a temporary folder beside OUT and renamed into place
-only when every switch succeeded: a failed export leaves no partial bundle.
+An export is written to a staging folder beside OUT and renamed into place
+only when every switch succeeded: a failed, interrupted (Ctrl-C) or
+terminated (SIGTERM) export leaves no partial bundle (see ``_staging``).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+from paradis_export._staging import staged
 from paradis_export.exporter import export_switch
 from paradis_export.fusion_graph import SCHEMA_VERSION, FusionGraphError, read_json, write_json
 
-__all__ = ["export_bundle", "read_manifest", "MANIFEST_VERSION"]
+__all__ = ["export_bundle", "read_manifest", "switch_names", "MANIFEST_VERSION"]
 
 MANIFEST_VERSION = 1
 
 
-def _switch_names(model, switches) -> list:
+def switch_names(model, switches) -> list:
+    """Names of ``switches`` (``"2x0.5,1x1.0"`` or a list) in ``model``, each once.
+
+    Raises:
+        ValueError: starting with ``switches:``, for an empty entry or a
+            switch the model does not serve.
+    """
     if isinstance(switches, str):
-        switches = [s for s in switches.split(",") if s.strip()]
+        entries = switches.split(",")
+        if switches.strip() and any(not e.strip() for e in entries):
+            raise ValueError(f"switches: {switches!r} has an empty entry; separate switches by single commas, "
+                             "e.g. '2x0.5,1x1.0'.")
+        switches = [e for e in entries if e.strip()]
     if not switches:
-        raise ValueError(f"switches must name at least one switch, received {switches!r}.")
+        raise ValueError(f"switches: name at least one switch, received {switches!r}.")
     names = []
     for s in switches:
         try:
@@ -67,14 +77,12 @@ def export_bundle(
         The manifest (a dict, as written).
     """
     out = Path(out)
-    names = _switch_names(model, switches)
+    names = switch_names(model, switches)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"out: {out} exists; choose a new folder or pass overwrite=True.")
+        raise FileExistsError(f"out: {out} exists; choose a new folder or pass overwrite=True to replace it.")
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {out} exists and is not a folder.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged(out, overwrite) as tmp:
         entries = []
         for name in names:
             folder = _folder(name)
@@ -101,16 +109,6 @@ def export_bundle(
             "fallback": [e["name"] for e in sorted(entries, key=lambda e: (-e["num_devices"], e["max_device_flops"]))],
         }
         write_json(manifest, tmp / "manifest.json")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -8,6 +8,7 @@ output and a per-stage trace (time, bytes).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional, Union
@@ -15,7 +16,7 @@ from typing import Optional, Union
 import numpy as np
 
 from paradis_export._schedule import Plan, run_schedule
-from paradis_export.fusion_graph import FusionGraphError, read_graph
+from paradis_export.fusion_graph import FusionGraphError, input_range, read_graph
 
 __all__ = ["ReferenceExecutor"]
 
@@ -80,7 +81,15 @@ class ReferenceExecutor:
         self.precision = g["precision"]
         self._runners = []
         for dev in g["devices"]:
-            interpreter = Interpreter(model_path=str(self.graph_path.parent / dev["file"]), num_threads=num_threads)
+            file = self.graph_path.parent / dev["file"]
+            try:
+                interpreter = Interpreter(model_path=str(file), num_threads=num_threads)
+            except (ValueError, RuntimeError) as e:
+                raise FusionGraphError(
+                    f"{self.graph_path}: device {dev['device']}'s file {file} cannot be loaded by LiteRT "
+                    f"({str(e).strip().splitlines()[0]}); it matches the graph's sha256, so the export itself "
+                    "wrote a bad file or both were edited: export the bundle again."
+                ) from None
             keys = interpreter.get_signature_list()
             runners = {}
             for i, stage in enumerate(dev["stages"]):
@@ -101,6 +110,7 @@ class ReferenceExecutor:
             quantization={t: quant(t) for t in g["fusion"]["inputs"]},
         )
         self._input_quant = quant(g["input"]["tensor"])
+        self._range_warned = False
 
     @property
     def input_shape(self) -> tuple:
@@ -116,12 +126,38 @@ class ReferenceExecutor:
             )
         if image.shape == shape[1:]:
             image = image[None]
+        if image.ndim == len(shape) and image.shape[1:] == shape[1:] and len(image) > shape[0]:
+            raise ValueError(
+                f"{self.graph_path}: run() takes one input of shape {list(shape)}; received a batch of "
+                f"{len(image)}: use predict(images) for a batch."
+            )
         if image.shape != shape:
             raise ValueError(
                 f"{self.graph_path}: field 'input.shape' is {list(shape)}; received an input of shape "
                 f"{list(image.shape)}."
             )
+        if not np.isfinite(image).all():
+            # int8 would quantize NaN to some byte and answer with finite logits.
+            raise ValueError(f"{self.graph_path}: the input holds NaN or infinite values.")
+        self._warn_scale(image)
         return image
+
+    def _warn_scale(self, image: np.ndarray) -> None:
+        """Warns once when pixels are far outside ``input.preprocessing``'s
+        range (0..255 fed to a model that takes pixel / 255, say)."""
+        if self._range_warned:
+            return
+        pre = self.graph["input"]["preprocessing"]
+        low, high = input_range(pre, margin=0.5)
+        lo, hi = float(image.min()), float(image.max())
+        if lo < low or hi > high:
+            self._range_warned = True
+            exact = input_range(pre)
+            warnings.warn(
+                f"{self.graph_path}: the input ranges over [{lo:g}, {hi:g}], far outside "
+                f"[{exact[0]:g}, {exact[1]:g}] that input.preprocessing declares (pixel * "
+                f"{pre['pixel_scale']:g} + {pre['pixel_offset']:g}): the output is likely wrong; "
+                "preprocess the input as the graph says.", stacklevel=4)
 
     def run(self, image) -> tuple:
         """One inference. ``image``: float32 ``input.shape`` (batch axis optional).

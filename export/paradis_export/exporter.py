@@ -10,7 +10,7 @@ import numpy as np
 
 from paradis_export import _flatbuffer
 from paradis_export._keras_stages import run_keras, stage_models
-from paradis_export.fusion_graph import SCHEMA_VERSION, sha256_file, write_graph
+from paradis_export.fusion_graph import DEFAULT_PREPROCESSING, SCHEMA_VERSION, input_range, sha256_file, write_graph
 from paradis_export.partitioner import Partition, partition
 from paradis_export.tflite_writer import convert_device
 
@@ -27,6 +27,23 @@ def _check_images(images, shape: tuple, what: str) -> np.ndarray:
     if not np.issubdtype(images.dtype, np.floating):
         raise ValueError(f"{what} must hold floats (preprocessed model inputs), received dtype {images.dtype}.")
     return images.astype("float32")
+
+
+def _check_scale(images: np.ndarray, preprocessing: dict, what: str) -> None:
+    """Refuses inputs outside the declared preprocessing's range (half its span
+    of tolerance): int8 scales calibrated on 0..255 where the model takes
+    0..1 leave a bundle that scores at chance, without a word."""
+    if not np.isfinite(images).all():
+        raise ValueError(f"{what} holds NaN or infinite values; calibrate on real, preprocessed images.")
+    low, high = input_range(preprocessing, margin=0.5)
+    lo, hi = float(images.min()), float(images.max())
+    if lo < low or hi > high:
+        exact = input_range(preprocessing)
+        raise ValueError(
+            f"{what} ranges over [{lo:g}, {hi:g}], but the model's inputs are declared as pixel (0..255) * "
+            f"{preprocessing['pixel_scale']:g} + {preprocessing['pixel_offset']:g}, i.e. [{exact[0]:g}, {exact[1]:g}]: "
+            "preprocess the calibration images as in training (e.g. images / 255), or pass the "
+            "preprocessing the model was trained with.")
 
 
 def calibration_samples(part: Partition, images: np.ndarray, batch_size: int = 64, models=None) -> list:
@@ -96,6 +113,7 @@ def export_switch(
         if calibration is None:
             raise ValueError("int8=True needs calibration images (real samples), received calibration=None.")
         calibration = _check_images(calibration, part.graph.input_shape, "calibration")
+        _check_scale(calibration, {**DEFAULT_PREPROCESSING, **(preprocessing or {})}, "calibration")
         samples = calibration_samples(part, calibration, models=models)
         say(f"[{sw.name}] calibration: {len(calibration)} images through {sum(len(p.stages) for p in part.devices)} stages")
     flat = []
@@ -174,8 +192,7 @@ def _graph_doc(model, part: Partition, directory: Path, flat: list, quant: dict,
                         "flops": int(s.flops)} for s in prog.stages],
         })
     channels = part.graph.input_shape[-1]
-    pre = {"layout": "NHWC", "pixel_scale": 1.0 / 255.0, "pixel_offset": 0.0,
-           "color": "grayscale" if channels == 1 else "rgb"}
+    pre = {**DEFAULT_PREPROCESSING, "color": "grayscale" if channels == 1 else "rgb"}
     pre.update(preprocessing or {})
     out = part.fusion["output"]
     return {

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FusionGraphError", "load_schema", "validate", "read_graph",
-           "write_graph", "sha256_file"]
+           "write_graph", "sha256_file", "input_range", "DEFAULT_PREPROCESSING"]
 
 SCHEMA_VERSION = 1
 # The package holds a link to export/fusion_graph.schema.json (one file, two names).
@@ -110,6 +110,21 @@ def _check_references(doc: dict, where: str) -> None:
     ids = [v["id"] for v in tensors.values()]
     if len(set(ids)) != len(ids):
         fail("tensors", "repeats an id")
+
+
+# What the training loaders feed every model: pixel / 255.
+DEFAULT_PREPROCESSING = {"layout": "NHWC", "pixel_scale": 1.0 / 255.0, "pixel_offset": 0.0}
+
+
+def input_range(preprocessing: dict, margin: float = 0.0) -> tuple:
+    """(low, high) of model inputs under ``input = pixel * pixel_scale +
+    pixel_offset`` for pixels 0..255, widened by ``margin`` of its span on
+    each side (a check's tolerance for augmentation or rounding)."""
+    a = preprocessing["pixel_offset"]
+    b = a + 255.0 * preprocessing["pixel_scale"]
+    low, high = min(a, b), max(a, b)
+    span = high - low
+    return low - margin * span, high + margin * span
 
 
 def sha256_file(path) -> str:

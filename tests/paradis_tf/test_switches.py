@@ -131,3 +131,10 @@ def test_switchset_errors():
         ss.index(None)
     with pytest.raises(ValueError, match="Unknown switch 'banana'"):
         ss.index("banana")
+
+
+@pytest.mark.parametrize("text, position", [("1x1.0,", 1), ("1x1.0,,2x0.5", 1), (",1x1.0", 0)])
+def test_switchset_refuses_an_empty_entry(text, position):
+    # A stray comma is a typo: dropping the entry silently changed what was trained.
+    with pytest.raises(ValueError, match=rf"switches '{text}' has an empty entry at position {position}"):
+        SwitchSet(text)

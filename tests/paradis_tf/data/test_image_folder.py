@@ -43,3 +43,48 @@ def test_errors(folder, tmp_path):
         image_folder(str(folder))
     with pytest.raises(ValueError, match="color_mode must be 'rgb' or 'grayscale', received 'cmyk'"):
         image_folder(str(folder), color_mode="cmyk")
+
+
+def _labels(ds):
+    return np.concatenate([np.asarray(y) for _, y in ds]).tolist()
+
+
+def _write(folder, name, value, count=2):
+    (folder / name).mkdir(parents=True)
+    for i in range(count):
+        img = np.full((6, 6, 3), value, np.uint8)
+        (folder / name / f"{i}.png").write_bytes(tf.io.encode_png(img).numpy())
+
+
+def test_a_split_is_labelled_by_the_training_classes(tmp_path):
+    # TEST_DIR lacks 'ant': labelled by its own sorted folders, 'bee' would be 0
+    # and 'cat' 1, every label shifted (a 97 % model scored 0 %).
+    train, test = tmp_path / "train", tmp_path / "test"
+    for i, name in enumerate(("ant", "bee", "cat")):
+        _write(train, name, 50 * i)
+    _write(test, "bee", 50)
+    _write(test, "cat", 100)
+    _, classes = image_folder(str(train), (4, 4), shuffle=False, return_class_names=True)
+    with pytest.warns(UserWarning, match=r"no image of class\(es\) \['ant'\]"):
+        ds, names = image_folder(str(test), (4, 4), shuffle=False, class_names=classes, return_class_names=True)
+    assert names == ("ant", "bee", "cat")
+    assert _labels(ds) == [1, 1, 2, 2]
+
+
+def test_a_class_training_never_saw_is_an_error(tmp_path):
+    _write(tmp_path / "test", "bee", 50)
+    _write(tmp_path / "test", "dog", 90)
+    with pytest.raises(ValueError, match=r"images of class\(es\) \['dog'\] that class_names does not know"):
+        image_folder(str(tmp_path / "test"), (4, 4), class_names=("ant", "bee"))
+    with pytest.raises(ValueError, match="class_names must be a non-empty sequence of distinct names"):
+        image_folder(str(tmp_path / "test"), (4, 4), class_names="bee")
+
+
+def test_an_empty_sub_folder_is_not_a_class(tmp_path):
+    _write(tmp_path, "ant", 10)
+    _write(tmp_path, "bee", 90)
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "readme.txt").write_text("no images here")
+    with pytest.warns(UserWarning, match=r"\['cat'\] of .* hold no image"):
+        ds, classes = image_folder(str(tmp_path), (4, 4), shuffle=False, return_class_names=True)
+    assert classes == ("ant", "bee") and _labels(ds) == [0, 0, 1, 1]

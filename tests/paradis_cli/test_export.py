@@ -7,7 +7,7 @@ import pytest
 from keras import ops
 
 from paradis_export import ReferenceExecutor
-from paradis_tf.cli import main
+from paradis_cli import main
 from tests.paradis_export.helpers import real_images, resnet20
 
 
@@ -55,19 +55,54 @@ def test_export_int8_with_calibration(checkpoint, tmp_path, capsys):
     assert "calibration: 16 images" in capsys.readouterr().out
 
 
-def test_errors_exit_2_with_the_argument(checkpoint, tmp_path, capsys):
+def test_usage_errors_exit_2_with_the_argument(checkpoint, tmp_path, capsys):
     _, path = checkpoint
     assert main(["export", "--checkpoint", str(tmp_path / "nope.keras"), "--switches", "2x0.5",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(path), "--switches", "4x0.25", "--out", str(tmp_path / "o")]) == 2
-    assert "switches" in capsys.readouterr().err
+    assert "--switches: " in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(path), "--switches", "2x0.5,", "--out", str(tmp_path / "o")]) == 2
+    assert "empty entry" in capsys.readouterr().err
     (tmp_path / "exists").mkdir()
     assert main(["export", "--checkpoint", str(path), "--switches", "2x0.5", "--out", str(tmp_path / "exists")]) == 2
-    assert "overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pass --overwrite to replace it" in err and "overwrite=True" not in err
     assert main(["inspect", str(tmp_path)]) == 2
     assert "manifest.json" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_int8_calibration_of_the_wrong_shape_names_the_default(tmp_path, capsys):
+    # The user never passed --dataset: say which data was used and what to pass.
+    from paradis_tf.models import CifarResNet
+
+    path = tmp_path / "rgb.keras"
+    CifarResNet(depth=8, width=0.25, num_classes=3, input_shape=(16, 16, 3), switches="1x1.0,2x0.5").save(path)
+    code = main(["export", "--checkpoint", str(path), "--switches", "2x0.5", "--int8", "--calibration", "4",
+                 "--out", str(tmp_path / "q")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "the default calibration data ('fashion-mnist')" in err and "(16, 16, 3)" in err
+    assert "--dataset folder:TRAIN_DIR" in err
+
+
+def test_a_corrupt_checkpoint_is_a_failure_that_says_so(tmp_path, capsys):
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    assert main(["export", "--checkpoint", str(bad), "--switches", "2x0.5", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "exists but cannot be read as a Keras model" in err and "File not found" not in err.split("(")[0]
+
+
+def test_inspect_of_a_one_device_switch(checkpoint, tmp_path, capsys):
+    _, path = checkpoint
+    assert main(["export", "--checkpoint", str(path), "--switches", "1x1.0", "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "b")]) == 0
+    printed = capsys.readouterr().out
+    assert "one device: nothing crosses a network" in printed and "each other device" not in printed
+    assert "batch norm folded" in printed
 
 
 def test_checkpoint_trained_on_jax_exports_on_tensorflow(tmp_path):

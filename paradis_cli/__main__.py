@@ -1,0 +1,3 @@
+from paradis_cli import main
+
+raise SystemExit(main())

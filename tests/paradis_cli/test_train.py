@@ -1,0 +1,146 @@
+import json
+
+import numpy as np
+import pytest
+
+from tests.paradis_tf.data.idx import write_idx
+
+pytest.importorskip("tensorflow")
+
+from paradis_cli import main
+
+
+@pytest.fixture
+def fake_fashion_mnist(tmp_path, monkeypatch, rng):
+    folder = tmp_path / "fmnist"
+    folder.mkdir()
+    labels = np.arange(96) % 10
+    images = (rng.random((96, 28, 28)) * 60).astype(np.uint8)
+    for i, label in enumerate(labels):  # learnable: a bright band per class
+        images[i, 2 * label : 2 * label + 3, :] = 250
+    for prefix in ("train", "t10k"):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    monkeypatch.setenv("PARADIS_FASHION_MNIST", str(folder))
+    return folder
+
+
+def test_train_end_to_end_writes_model_and_summary(tmp_path, fake_fashion_mnist, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", "resnet20", "--width", "0.25", "--switches", "1x1.0,2x0.5",
+                 "--budget", "0.3", "--epochs", "2", "--batch-size", "32", "--finetune-epochs", "1",
+                 "--recalibrate-batches", "2", "--out", str(out), "--verbose", "0"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("switch "):]
+    row = next(line.split() for line in table.splitlines() if line.startswith("2x0.5"))
+    assert float(row[2]) <= 0.3, table  # the traffic column
+    report = json.loads((out / "summary.json").read_text())
+    rows = {r["switch"]: r for r in report["results"]}
+    assert set(rows) == {"1x1.0", "2x0.5"}
+    assert rows["2x0.5"]["comm_ratio"] <= 0.3 and rows["1x1.0"]["comm_ratio"] is None
+    assert 0.0 <= rows["2x0.5"]["top1"] <= 1.0
+    assert rows["2x0.5"]["params_per_device_ratio"] < 1.0
+    assert (out / "model.keras").is_file() and (out / "checkpoint.keras").is_file()
+    events = list((out / "logs").rglob("*tfevents*"))
+    assert events, "TensorBoard wrote no event file"
+    import tensorflow as tf
+
+    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value}
+    # Per-switch loss, accuracy and traffic, and the annealed budget, every epoch.
+    assert {"epoch_1x1.0_loss", "epoch_1x1.0_accuracy", "epoch_2x0.5_accuracy", "epoch_2x0.5_comm",
+            "epoch_2x0.5_budget"} <= tags, sorted(tags)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--budget", "1.5"], "expected a traffic ratio in (0, 1], received '1.5'"),
+    (["--lr", "-1"], "--lr: expected a number > 0, received '-1'"),
+    (["--lr", "nan"], "--lr: expected a number > 0, received 'nan'"),
+    (["--width", "0"], "--width: expected a number > 0, received '0'"),
+    (["--comm-weight", "-0.5"], "--comm-weight: expected a number >= 0, received '-0.5'"),
+])
+def test_bad_values_are_usage_errors(tmp_path, flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--model", "resnet20", "--out", str(tmp_path / "o")] + flags)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2_with_a_message(tmp_path, fake_fashion_mnist, capsys):
+    out = str(tmp_path / "o")
+    assert main(["train", "--model", "resnet20", "--switches", "1x0.5", "--out", out]) == 2
+    assert "--switches: " in capsys.readouterr().err
+    assert main(["train", "--model", "resnet20", "--switches", "1x1.0,,2x0.5", "--out", out]) == 2
+    assert "empty entry at position 1" in capsys.readouterr().err
+    assert main(["train", "--model", "resnet20", "--dataset", "folder:/nonexistent", "--out", out]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _folder(root, classes, per_class, rng, size=8):
+    """One sub-folder per class; class k is a noisy image of colour k (learnable at a glance)."""
+    import tensorflow as tf
+
+    colours = {"red": (0,), "green": (1,), "blue": (2,), "grey": (0, 1, 2)}
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+            img[..., list(colours[name])] += 180
+            (root / name / f"{i}.png").write_bytes(tf.io.encode_png(img).numpy())
+    return root
+
+
+def test_folder_dataset_of_odd_size_labels_test_by_training_classes(tmp_path, rng):
+    """1,437 training images in batches of 64 leave a last batch of 29, which
+    crashed TensorFlow's oneDNN kernels (docs/onednn_odd_batch.md); and a
+    TEST_DIR without 'blue' was labelled by its own folders, so every label
+    shifted and a good model scored 0 %. Run in a subprocess: the crash
+    kills the process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train = _folder(tmp_path / "train", ["blue", "green", "red"], 479, rng)
+    test = _folder(tmp_path / "test", ["green", "red"], 20, rng)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "paradis_cli", "train", "--model", "resnet20", "--width", "0.25",
+         "--dataset", f"folder:{train},{test}", "--image-size", "8", "--switches", "1x1.0,2x0.5",
+         "--gates", "shut", "--epochs", "2", "--batch-size", "64", "--lr", "0.01", "--recalibrate-batches", "4",
+         "--verbose", "0", "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "has no image of class(es) ['blue']" in proc.stderr
+    report = json.loads((out / "summary.json").read_text())
+    assert report["classes"] == ["blue", "green", "red"]
+    top1 = {r["switch"]: r["top1"] for r in report["results"]}
+    assert top1["1x1.0"] >= 0.9, (top1, proc.stdout[-2000:])
+
+
+def test_folder_errors_name_the_folder_and_leave_no_output(tmp_path, rng, capsys):
+    one = _folder(tmp_path / "one", ["red"], 3, rng)
+    out = tmp_path / "run"
+    code = main(["train", "--model", "resnet20", "--dataset", f"folder:{one}", "--image-size", "8",
+                 "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"training folder '{one}' has only one class sub-folder with images ('red')" in err
+    train = _folder(tmp_path / "train", ["green", "red"], 3, rng)
+    test = _folder(tmp_path / "test", ["grey", "red"], 2, rng)
+    code = main(["train", "--model", "resnet20", "--dataset", f"folder:{train},{test}", "--image-size", "8",
+                 "--out", str(out)])
+    assert code == 1
+    assert "images of class(es) ['grey'] that class_names does not know" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_help_does_not_load_keras():
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom paradis_cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
