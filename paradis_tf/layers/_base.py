@@ -71,6 +71,42 @@ class SwitchedLayer(keras.layers.Layer):
         mask[:active] = 1.0
         return mask
 
+    def _check_switch(self, switch) -> None:
+        """Raises for a switch not in the set; None (not given) passes."""
+        if switch is not None:
+            self.switch_index(switch)
+
+    def output_devices(self, switch=None) -> int | None:
+        """D of a device axis in an output: that of ``switch`` when given;
+        without one, the D every switch of the set shares, else None (unknown
+        until the switch is known, as Keras writes an unknown dimension)."""
+        if switch is not None:
+            return self.switches[self.switch_index(switch)].num_devices
+        counts = {s.num_devices for s in self.switches}
+        return counts.pop() if len(counts) == 1 else None
+
+    # -- shape inference ------------------------------------------------------
+    # Subclasses implement ``compute_output_shape(input_shape, switch=None)``;
+    # only a device axis (partial outputs) may depend on the switch.
+    def compute_output_spec(self, inputs, switch=None, training=None):
+        # keras' Layer.compute_output_spec drops the call arguments before
+        # compute_output_shape; the switch is forwarded so a device axis gets
+        # its D. Shape inference needs no switch otherwise (a direct call of
+        # compute_output_spec or compute_output_shape may omit it).
+        if type(self).compute_output_shape is keras.layers.Layer.compute_output_shape:
+            # No shape rule: trace call() symbolically, as keras does.
+            return super().compute_output_spec(inputs, switch=switch, training=training)
+        shape = self.compute_output_shape(tuple(inputs.shape), switch=switch)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def symbolic_call(self, *args, **kwargs):
+        # A call on a KerasTensor records a node whose call() runs later with
+        # these arguments: without a switch (or with one not in the set) it
+        # could only fail then, so fail now with the switch's own message.
+        switch = kwargs["switch"] if "switch" in kwargs else (args[1] if len(args) > 1 else None)
+        self.switch_index(switch)
+        return super().symbolic_call(*args, **kwargs)
+
     def switch_cost(self, switch, input_shape, bytes_per_element: int = 4) -> LayerCost:
         """Per-device params, FLOPs and bytes of this layer in ``switch``.
 
@@ -92,7 +128,8 @@ class SplitLinearLayer(SwitchedLayer):
     """Base of the layers that mix channels (SplitConv2D, SplitDense).
 
     Subclasses supply ``_kernel_window`` (kernel shape before the channel
-    axes), ``_linear(x, kernel)`` and ``_output_positions(input_shape)``.
+    axes), ``_linear(x, kernel)``, ``_output_positions(input_shape)`` and
+    ``_leading_output_shape(input_shape)``.
 
     Args:
         switches: the SwitchSet the model serves.
@@ -160,6 +197,10 @@ class SplitLinearLayer(SwitchedLayer):
 
     def _output_positions(self, input_shape) -> int:
         """Output positions per sample (spatial size or tokens)."""
+        raise NotImplementedError
+
+    def _leading_output_shape(self, input_shape) -> tuple:
+        """Output shape before the channel axis: ``(B, ...)`` (None where unknown)."""
         raise NotImplementedError
 
     # -- build ----------------------------------------------------------------
@@ -381,6 +422,20 @@ class SplitLinearLayer(SwitchedLayer):
         return ops.matmul(gate, assign)  # (Cin, D) @ (D, Cout) -> (Cin, Cout)
 
     # -- forward --------------------------------------------------------------
+    def compute_output_shape(self, input_shape, switch=None):
+        """``(B, ..., Cin)`` -> ``(B, ..., Cout)``, whatever the switch.
+
+        With ``partial_outputs=True`` the output is ``(B, ..., D, Cout)`` and D
+        is the switch's device count: pass ``switch`` to know it. Without
+        one, D is the device count shared by every switch of the set, or None
+        (unknown) when they differ.
+        """
+        leading = tuple(self._leading_output_shape(tuple(input_shape)))  # (B, ...)
+        if self.partial_outputs:
+            return leading + (self.output_devices(switch), self._out_channels)
+        self._check_switch(switch)  # an unknown switch is an error here too
+        return leading + (self._out_channels,)
+
     def call(self, inputs, switch=None, training=None):
         index = self.switch_index(switch)
         plan = self._plans[index]

@@ -27,18 +27,30 @@ class PartialSumFusion(SwitchedLayer):
     """
 
     def call(self, inputs, switch=None, training=None):
-        index = self.switch_index(switch)
-        d = self.switches[index].num_devices
-        if inputs.shape[-2] is not None and inputs.shape[-2] != d:
-            raise ValueError(
-                f"PartialSumFusion '{self.name}': switch '{self.switches[index]}' has {d} "
-                f"devices but the input's device axis (-2) has {inputs.shape[-2]}: feed it "
-                "the output of a split layer built with partial_outputs=True, same switch."
-            )
+        self._check_devices(tuple(inputs.shape), self.switch_index(switch))
         return ops.sum(inputs, axis=-2)  # (B, ..., D, C) -> (B, ..., C)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-2]) + (input_shape[-1],)
+    def compute_output_shape(self, input_shape, switch=None):
+        """``(B, ..., D, C)`` -> ``(B, ..., C)``; with ``switch``, D is checked."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 3:
+            raise ValueError(
+                f"PartialSumFusion '{self.name}': expects inputs (B, ..., D, C), received "
+                f"input shape {input_shape}: feed it the output of a split layer built "
+                "with partial_outputs=True."
+            )
+        if switch is not None:
+            self._check_devices(input_shape, self.switch_index(switch))
+        return input_shape[:-2] + input_shape[-1:]
+
+    def _check_devices(self, input_shape: tuple, index: int) -> None:
+        d = self.switches[index].num_devices
+        if input_shape[-2] is not None and input_shape[-2] != d:
+            raise ValueError(
+                f"PartialSumFusion '{self.name}': switch '{self.switches[index]}' has {d} "
+                f"devices but the input's device axis (-2) has {input_shape[-2]}: feed it "
+                "the output of a split layer built with partial_outputs=True, same switch."
+            )
 
     def switch_cost(self, switch, input_shape, bytes_per_element: int = 4) -> LayerCost:
         d = self.switches[self.switch_index(switch)].num_devices

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from paradis_tf.layers._base import SplitLinearLayer, _positive_int
-from paradis_tf.layers._conv_utils import conv_geometry, output_positions
+from paradis_tf.layers._conv_utils import conv_geometry, conv_output_shape, output_positions
 
 __all__ = ["SplitConv2D"]
 
@@ -30,6 +30,9 @@ class SplitConv2D(SplitLinearLayer):
         inputs: ``(B, H, W, Cin)``.
         switch: index or name of the switch to compute (required).
         training: relaxes learned gates when True.
+
+    Output: ``(B, H', W', filters)`` as ``Conv2D``; ``(B, H', W', D, filters)``
+    with ``partial_outputs=True`` (see ``compute_output_shape``).
     """
 
     def __init__(
@@ -68,6 +71,13 @@ class SplitConv2D(SplitLinearLayer):
 
     def _output_positions(self, input_shape) -> int:
         return output_positions(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
+
+    def _leading_output_shape(self, input_shape) -> tuple:
+        shape = conv_output_shape(
+            input_shape, self.filters, self.kernel_size, self.strides, self.padding,
+            self.dilation_rate, f"SplitConv2D '{self.name}'",
+        )
+        return shape[:-1]  # (B, H', W')
 
     def get_config(self):
         config = super().get_config()

@@ -27,6 +27,9 @@ class SplitDense(SplitLinearLayer):
         inputs: ``(B, ..., Cin)``.
         switch: index or name of the switch to compute (required).
         training: relaxes learned gates when True.
+
+    Output: ``(B, ..., units)``; ``(B, ..., D, units)`` with
+    ``partial_outputs=True`` (see ``compute_output_shape``).
     """
 
     def __init__(self, units, switches, **kwargs):
@@ -46,6 +49,14 @@ class SplitDense(SplitLinearLayer):
 
     def _output_positions(self, input_shape) -> int:
         return int(np.prod([int(s) for s in input_shape[1:-1]], dtype=np.int64))
+
+    def _leading_output_shape(self, input_shape) -> tuple:
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"SplitDense '{self.name}': expects inputs (B, ..., Cin), received input "
+                f"shape {tuple(input_shape)}."
+            )
+        return tuple(input_shape[:-1])  # (B, ...)
 
     def get_config(self):
         config = super().get_config()

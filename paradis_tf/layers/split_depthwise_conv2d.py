@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from paradis_tf.layers._base import SwitchedLayer
-from paradis_tf.layers._conv_utils import conv_geometry, output_positions
+from paradis_tf.layers._conv_utils import conv_geometry, conv_output_shape, output_positions
 from paradis_tf.layers._cost import LayerCost
 
 __all__ = ["SplitDepthwiseConv2D"]
@@ -101,6 +101,16 @@ class SplitDepthwiseConv2D(SwitchedLayer):
         if active is not None:
             outputs = outputs * ops.cast(active, outputs.dtype)  # (B, H, W, C) * (C,)
         return outputs
+
+    def compute_output_shape(self, input_shape, switch=None):
+        """``(B, H, W, C)`` -> ``(B, H', W', C)`` as ``DepthwiseConv2D``, whatever the switch."""
+        self._check_switch(switch)  # an unknown switch is an error here too
+        input_shape = tuple(input_shape)
+        channels = input_shape[-1] if input_shape else None
+        return conv_output_shape(
+            input_shape, channels, self.kernel_size, self.strides, self.padding,
+            self.dilation_rate, f"SplitDepthwiseConv2D '{self.name}'",
+        )
 
     def _output_positions(self, input_shape) -> int:
         return output_positions(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)

@@ -128,8 +128,10 @@ class SwitchableBatchNormalization(SwitchedLayer):
             outputs = outputs * ops.cast(active, outputs.dtype)  # (B, ..., C) * (C,)
         return ops.cast(outputs, compute_dtype)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_shape(self, input_shape, switch=None):
+        """The input shape, whatever the switch."""
+        self._check_switch(switch)  # an unknown switch is an error here too
+        return tuple(input_shape)
 
     def switch_cost(self, switch, input_shape, bytes_per_element: int = 4) -> LayerCost:
         # gamma, beta, moving mean and variance of the device's own channels.
