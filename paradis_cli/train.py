@@ -61,8 +61,7 @@ def _datasets(args):
     from paradis_tf.data import CLASS_NAMES, fashion_mnist, image_folder
 
     if args.dataset == "fashion-mnist":
-        train = fashion_mnist("train", args.batch_size, augment=args.augment, limit=args.limit, seed=args.seed,
-                              drop_remainder=True)
+        train = fashion_mnist("train", args.batch_size, augment=args.augment, limit=args.limit, seed=args.seed)
         test = fashion_mnist("test", args.batch_size, limit=args.test_limit)
         return train, test, (28, 28, 1), CLASS_NAMES
     if args.dataset.startswith("folder:"):
@@ -75,8 +74,7 @@ def _datasets(args):
                 raise UsageError(f"--dataset {args.dataset!r}: {p!r} is not a folder.")
         size = (args.image_size, args.image_size)
         train, classes = image_folder(paths[0], size, batch_size=args.batch_size, augment=args.augment,
-                                      seed=args.seed, return_class_names=True, limit=args.limit,
-                                      drop_remainder=True)
+                                      seed=args.seed, return_class_names=True, limit=args.limit)
         if len(classes) < 2:
             raise ValueError(
                 f"--dataset: training folder {paths[0]!r} has only one class sub-folder with images "
@@ -108,14 +106,6 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
-def _steps(dataset) -> int:
-    steps = int(dataset.cardinality())
-    if steps < 1:
-        raise ValueError("--batch-size is larger than the training set: every batch would be partial and "
-                         "training drops partial batches (see docs/onednn_odd_batch.md); lower --batch-size.")
-    return steps
-
-
 def run(args) -> dict:
     from paradis_tf.switches import SwitchSet
 
@@ -144,7 +134,7 @@ def _train(args, switches) -> dict:
     keras.utils.set_random_seed(args.seed)
     with printed_warnings():
         train_ds, test_ds, input_shape, classes = _datasets(args)
-    steps_per_epoch = _steps(train_ds)
+    steps_per_epoch = int(train_ds.cardinality())
     model = build_model(args.model, width=args.width, num_classes=len(classes), input_shape=input_shape,
                         switches=switches, gates=args.gates)
     budget = args.budget if args.budget is not None and model.learned_switches() else None

@@ -25,6 +25,7 @@ from paradis_tf.accounting import _trace
 from paradis_tf.layers._base import SplitLinearLayer
 from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNormalization
 from paradis_tf.switches import SwitchSet
+from paradis_tf.training._odd_batch import even_batch, needs_even_batches
 from paradis_tf.training.budget_schedule import BudgetSchedule
 
 __all__ = ["SplitModel"]
@@ -363,6 +364,14 @@ class SplitModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     # -- the training objective ----------------------------------------------
+    def train_step(self, *args, **kwargs):
+        if needs_even_batches():
+            # TensorFlow's oneDNN kernels crash the process on an odd training
+            # batch (see training/_odd_batch.py): train on an even one.
+            # TensorFlow's train_step(data); JAX's is not guarded (no crash).
+            args = (even_batch(args[0]),) + args[1:]
+        return super().train_step(*args, **kwargs)
+
     def call(self, inputs, training=None, mask=None):
         self._apply_budget_cut()
         return super().call(inputs, training=training, mask=mask)

@@ -93,7 +93,8 @@ def _folder(root, classes, per_class, rng, size=8):
 
 def test_folder_dataset_of_odd_size_labels_test_by_training_classes(tmp_path, rng):
     """1,437 training images in batches of 64 leave a last batch of 29, which
-    crashed TensorFlow's oneDNN kernels (docs/onednn_odd_batch.md); and a
+    crashed TensorFlow's oneDNN kernels (paradis_tf/training/_odd_batch.py;
+    at 16x16, not at 8x8); and a
     TEST_DIR without 'blue' was labelled by its own folders, so every label
     shifted and a good model scored 0 %. Run in a subprocess: the crash
     kills the process."""
@@ -101,12 +102,12 @@ def test_folder_dataset_of_odd_size_labels_test_by_training_classes(tmp_path, rn
     import sys
     from pathlib import Path
 
-    train = _folder(tmp_path / "train", ["blue", "green", "red"], 479, rng)
-    test = _folder(tmp_path / "test", ["green", "red"], 20, rng)
+    train = _folder(tmp_path / "train", ["blue", "green", "red"], 479, rng, size=16)
+    test = _folder(tmp_path / "test", ["green", "red"], 20, rng, size=16)
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "paradis_cli", "train", "--model", "resnet20", "--width", "0.25",
-         "--dataset", f"folder:{train},{test}", "--image-size", "8", "--switches", "1x1.0,2x0.5",
+         "--dataset", f"folder:{train},{test}", "--image-size", "16", "--switches", "1x1.0,2x0.5",
          "--gates", "shut", "--epochs", "2", "--batch-size", "64", "--lr", "0.01", "--recalibrate-batches", "4",
          "--verbose", "0", "--out", str(out)],
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600,

@@ -1,0 +1,43 @@
+"""The guard against TensorFlow's oneDNN crash on odd training batches."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from paradis_tf.training._odd_batch import even_batch
+
+
+@pytest.mark.parametrize("n, kept", [(6, [0, 1, 2, 3, 4, 5]), (5, [0, 1, 2, 3]), (1, [0, 0])])
+def test_even_batch_keeps_an_even_prefix(n, kept):
+    x = {"image": np.arange(n * 2, dtype="float32").reshape(n, 2)}
+    y = np.arange(n)
+    got_x, got_y, got_w = even_batch((x, y, None))
+    assert keras.ops.convert_to_numpy(got_y).tolist() == kept
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(got_x["image"]), x["image"][kept])
+    assert got_w is None
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the crash is TensorFlow's oneDNN")
+def test_fit_with_an_odd_last_batch_completes():
+    # 93 samples in batches of 64: a last batch of 29, whose 1x1 stride-2
+    # shortcut gradient crashed the process (SIGABRT/SIGSEGV) at 16x16 input.
+    script = (
+        "import numpy as np, keras\n"
+        "from paradis_tf.models import build_model\n"
+        "m = build_model('resnet20', width=0.25, num_classes=3, input_shape=(16, 16, 3), "
+        "switches='1x1.0,2x0.5', gates='shut')\n"
+        "m.compile(optimizer=keras.optimizers.Adam(1e-2))\n"
+        "x = np.random.default_rng(0).random((93, 16, 16, 3), dtype='float32')\n"
+        "h = m.fit(x, np.arange(93) % 3, batch_size=64, epochs=2, verbose=0)\n"
+        "print('loss', h.history['loss'][-1])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
+                          env={**env, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert np.isfinite(float(proc.stdout.split()[-1]))
