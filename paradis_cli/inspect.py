@@ -18,7 +18,7 @@ def add_arguments(i) -> None:
 
 
 def inspect_text(path, per_stage: bool = True) -> str:
-    from paradis_export import read_graph, read_manifest
+    from paradis_runtime import read_graph, read_manifest
 
     path = Path(path)
     if (path / "manifest.json").is_file():
@@ -27,7 +27,7 @@ def inspect_text(path, per_stage: bool = True) -> str:
         lines = [f"bundle {path}: model {manifest['model']}, {manifest['precision']}, fallback order "
                  f"{' -> '.join(manifest['fallback'])}"]
     else:
-        from paradis_export.executor import resolve_graph
+        from paradis_runtime import resolve_graph
 
         file = resolve_graph(path)
         graph = read_graph(file)

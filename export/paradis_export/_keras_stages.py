@@ -107,7 +107,7 @@ def run_keras(part: Partition, models: list, image: np.ndarray, record=None) -> 
     (B = 1 unless the models were built with ``batch_size=None``); returns
     the fused output. ``record(device, stage, inputs)`` sees every
     stage's inputs (int8 calibration)."""
-    from paradis_export._schedule import run_schedule
+    from paradis_runtime.schedule import run_schedule
 
     def run_stage(device, stage, feeds):
         if record is not None:
@@ -122,7 +122,7 @@ def run_keras(part: Partition, models: list, image: np.ndarray, record=None) -> 
 
 def part_like(part: Partition):
     """The scheduling view of a Partition (same as a fusion graph's)."""
-    from paradis_export._schedule import Plan
+    from paradis_runtime.schedule import Plan
 
     return Plan(
         input_name=part.input_name,

@@ -10,7 +10,7 @@ import numpy as np
 
 from paradis_export import _flatbuffer
 from paradis_export._keras_stages import run_keras, stage_models
-from paradis_export.fusion_graph import DEFAULT_PREPROCESSING, SCHEMA_VERSION, input_range, sha256_file, write_graph
+from paradis_runtime.fusion_graph import DEFAULT_PREPROCESSING, SCHEMA_VERSION, input_range, sha256_file, write_graph
 from paradis_export.partitioner import Partition, partition
 from paradis_export.tflite_writer import convert_device
 

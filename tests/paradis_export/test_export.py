@@ -10,7 +10,7 @@ from keras import ops
 
 from paradis_export import FusionGraphError, ReferenceExecutor, export_bundle, read_graph
 from paradis_export import _flatbuffer
-from paradis_export.fusion_graph import SCHEMA_PATH, load_schema
+from paradis_runtime.fusion_graph import SCHEMA_PATH, load_schema
 from tests.paradis_export.helpers import SPLIT_SWITCHES, mobilenet, real_images, resnet20
 
 ALL = ("1x1.0",) + SPLIT_SWITCHES

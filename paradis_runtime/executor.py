@@ -15,10 +15,10 @@ from typing import Optional, Union
 
 import numpy as np
 
-from paradis_export._schedule import Plan, run_schedule
-from paradis_export.fusion_graph import FusionGraphError, input_range, read_graph
+from paradis_runtime.fusion_graph import FusionGraphError, input_range, read_graph
+from paradis_runtime.schedule import Plan, run_schedule
 
-__all__ = ["ReferenceExecutor"]
+__all__ = ["ReferenceExecutor", "resolve_graph"]
 
 
 def resolve_graph(path: Path, switch: Optional[str] = None, max_devices: Optional[int] = None) -> Path:
@@ -33,7 +33,7 @@ def resolve_graph(path: Path, switch: Optional[str] = None, max_devices: Optiona
     if path.is_file():
         return path
     if (path / "manifest.json").is_file():
-        from paradis_export.bundle import read_manifest
+        from paradis_runtime.manifest import read_manifest
 
         manifest = read_manifest(path)
         entries = {e["name"]: e for e in manifest["switches"]}

@@ -13,7 +13,8 @@ __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FusionGraphError", "load_schema", "
            "write_graph", "sha256_file", "input_range", "DEFAULT_PREPROCESSING"]
 
 SCHEMA_VERSION = 1
-# The package holds a link to export/fusion_graph.schema.json (one file, two names).
+# The package holds a link to export/fusion_graph.schema.json, the contract
+# written next to the exporter and read by every runtime.
 SCHEMA_PATH = Path(__file__).resolve().parent / "fusion_graph.schema.json"
 
 

@@ -1,0 +1,34 @@
+"""The runtime is what a phone-class peer installs: no Keras, no TensorFlow."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_runtime_runs_a_bundle_without_keras_or_tensorflow(tmp_path):
+    from paradis_export import export_bundle
+    from tests.paradis_export.helpers import real_images, resnet20
+
+    export_bundle(resnet20(switches="1x1.0,2x0.5"), "2x0.5", tmp_path / "b", progress=None)
+    x, _ = real_images(1)
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, numpy as np\n"
+        "import paradis_runtime\n"
+        "from paradis_runtime import ReferenceExecutor, read_manifest\n"
+        "read_manifest(sys.argv[1])\n"
+        "out, trace = ReferenceExecutor(sys.argv[1]).run(np.load(sys.argv[2]))\n"
+        "print(out.shape, len(trace))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('keras', 'tensorflow', 'paradis_tf', 'paradis_export', 'jax')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "b"), str(tmp_path / "x.npy")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shape, loaded = proc.stdout.strip().splitlines()[-2:]
+    assert shape.startswith("(1, 10)")
+    assert loaded == "[]", loaded
