@@ -52,6 +52,7 @@ bench: install
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)
 	$(PY) bench/switches.py --preset $(BENCH_PRESET)
 	$(PY) bench/export.py
+	$(PY) bench/onednn.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
