@@ -1,7 +1,9 @@
 """The frame codec against export/FRAME_FORMAT.md: the worked example, the
 HMAC test vectors, and the validation order of section 6."""
 
+import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,29 +46,33 @@ def _patch(data: bytes, offset: int, fmt: str, value) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("data, code", [
-    (WORKED[:63], ErrorCode.BAD_HEADER),
-    (b"GET " + WORKED[4:], ErrorCode.BAD_MAGIC),
-    # Magic is checked before version: both wrong gives BAD_MAGIC.
-    (b"GET " + _patch(WORKED, 4, "<B", 2)[4:], ErrorCode.BAD_MAGIC),
-    (_patch(WORKED, 4, "<B", 2), ErrorCode.UNSUPPORTED_VERSION),
-    (_patch(WORKED, 8, "<H", 63), ErrorCode.BAD_HEADER),
-    (_patch(WORKED, 60, "<B", 1), ErrorCode.BAD_HEADER),
-    (_patch(WORKED, 5, "<B", 9), ErrorCode.BAD_TYPE),
-    (_patch(WORKED, 6, "<H", 1), ErrorCode.BAD_FLAGS),
-    (_patch(WORKED, 16, "<Q", 2**64 - 1), ErrorCode.TOO_LARGE),  # never wraps
-    (_patch(WORKED, 24, "<Q", 0), ErrorCode.BAD_REQUEST_ID),
-    (_patch(WORKED, 24, "<Q", 2**53), ErrorCode.BAD_REQUEST_ID),
-    (_patch(WORKED, 12, "<I", 8), ErrorCode.UNKNOWN_TENSOR),
-    (_patch(WORKED, 10, "<B", 1), ErrorCode.BAD_DTYPE),
-    (_patch(WORKED, 36, "<I", 15), ErrorCode.BAD_SHAPE),
-    (_patch(WORKED, 48, "<I", 1), ErrorCode.BAD_SHAPE),
-    (_patch(WORKED, 16, "<Q", 587), ErrorCode.BAD_LENGTH),
-])
-def test_each_bad_header_gets_its_code(data, code):
+VECTORS = json.loads((Path(__file__).resolve().parents[2] / "export" / "vectors" / "frames.json").read_text())
+
+
+def test_shared_vectors_hold_the_spec_values():
+    assert bytes.fromhex(VECTORS["worked_example"]["header_hex"]) == WORKED
+    h = VECTORS["hmac"]
+    args = (bytes.fromhex(h["graph_sha256_hex"]), bytes.fromhex(h["nonce_0_hex"]), bytes.fromhex(h["nonce_1_hex"]))
+    key = h["key_ascii"].encode("ascii")
+    assert auth_mac(key, args[0], 0, 1, args[1], args[2]).hex() == h["mac_0_to_1_hex"]
+    assert auth_mac(key, args[0], 1, 0, args[2], args[1]).hex() == h["mac_1_to_0_hex"]
+
+
+def test_checked_in_vectors_are_what_the_generator_writes():
+    import runpy
+
+    generator = runpy.run_path(str(Path(__file__).resolve().parents[2] / "export" / "vectors" / "make_frames.py"))
+    assert generator["build"]() == VECTORS, "run python export/vectors/make_frames.py"
+
+
+@pytest.mark.parametrize("case", VECTORS["bad_headers"], ids=lambda c: c["name"])
+def test_each_bad_header_gets_its_code(case):
+    context = VECTORS["context"]
+    expected = {t["tensor_id"]: TensorSpec("t", t["dtype"], tuple(t["shape"])) for t in context["expected_tensors"]}
     with pytest.raises(FrameError) as e:
-        check_header(data, ALL, SPEC)
-    assert e.value.code == code
+        check_header(bytes.fromhex(case["header_hex"]), ALL, expected, peer_is_input=context["peer_is_input"],
+                     max_frame_bytes=context["max_frame_bytes"])
+    assert e.value.code == ErrorCode[case["error"]] == case["error_code"]
 
 
 def test_state_and_control_frame_rules():
