@@ -81,6 +81,8 @@ def run(args) -> dict:
     from paradis_export import export_bundle
     from paradis_export.bundle import switch_names
 
+    # Checked here too (export_bundle checks again) so that the user learns it
+    # before the model loads, in terms of the flag.
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"--out {args.out} exists; choose a new folder or pass --overwrite to replace it.")
     if os.path.exists(args.out) and not os.path.isdir(args.out):

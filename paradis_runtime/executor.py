@@ -15,7 +15,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from paradis_runtime.fusion_graph import FusionGraphError, input_range, read_graph
+from paradis_runtime.fusion_graph import FusionGraphError, input_problem, read_graph
 from paradis_runtime.schedule import Plan, run_schedule
 
 __all__ = ["ReferenceExecutor", "resolve_graph"]
@@ -136,28 +136,15 @@ class ReferenceExecutor:
                 f"{self.graph_path}: field 'input.shape' is {list(shape)}; received an input of shape "
                 f"{list(image.shape)}."
             )
-        if not np.isfinite(image).all():
+        problem = input_problem(image, self.graph["input"]["preprocessing"])
+        if problem is not None and problem[0] == "non_finite":
             # int8 would quantize NaN to some byte and answer with finite logits.
-            raise ValueError(f"{self.graph_path}: the input holds NaN or infinite values.")
-        self._warn_scale(image)
+            raise ValueError(f"{self.graph_path}: the input {problem[1]}.")
+        if problem is not None and not self._range_warned:
+            self._range_warned = True  # once: a stream of such inputs would flood the log
+            warnings.warn(f"{self.graph_path}: the input {problem[1]}: the output is likely wrong; preprocess "
+                          "the input as input.preprocessing says.", stacklevel=3)
         return image
-
-    def _warn_scale(self, image: np.ndarray) -> None:
-        """Warns once when pixels are far outside ``input.preprocessing``'s
-        range (0..255 fed to a model that takes pixel / 255, say)."""
-        if self._range_warned:
-            return
-        pre = self.graph["input"]["preprocessing"]
-        low, high = input_range(pre, margin=0.5)
-        lo, hi = float(image.min()), float(image.max())
-        if lo < low or hi > high:
-            self._range_warned = True
-            exact = input_range(pre)
-            warnings.warn(
-                f"{self.graph_path}: the input ranges over [{lo:g}, {hi:g}], far outside "
-                f"[{exact[0]:g}, {exact[1]:g}] that input.preprocessing declares (pixel * "
-                f"{pre['pixel_scale']:g} + {pre['pixel_offset']:g}): the output is likely wrong; "
-                "preprocess the input as the graph says.", stacklevel=4)
 
     def run(self, image) -> tuple:
         """One inference. ``image``: float32 ``input.shape`` (batch axis optional).

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "FusionGraphError", "load_schema", "validate", "read_graph",
-           "write_graph", "sha256_file", "input_range", "DEFAULT_PREPROCESSING"]
+           "write_graph", "sha256_file", "input_range", "input_problem", "DEFAULT_PREPROCESSING"]
 
 SCHEMA_VERSION = 1
 # The package holds a link to export/fusion_graph.schema.json, the contract
@@ -126,6 +126,30 @@ def input_range(preprocessing: dict, margin: float = 0.0) -> tuple:
     low, high = min(a, b), max(a, b)
     span = high - low
     return low - margin * span, high + margin * span
+
+
+def input_problem(array, preprocessing: dict, margin: float = 0.5):
+    """What is wrong with model inputs under ``preprocessing``, or None.
+
+    Returns ``("non_finite", message)`` when ``array`` holds NaN or inf, and
+    ``("scale", message)`` when its values fall outside the declared range
+    widened by ``margin`` of its span (pixels left in 0..255 for a model that
+    takes pixel / 255). One min and one max over the array: NaN and inf
+    surface in them, so no separate finiteness pass is needed.
+    """
+    import numpy as np
+
+    lo, hi = float(np.min(array)), float(np.max(array))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "non_finite", "holds NaN or infinite values"
+    low, high = input_range(preprocessing, margin)
+    if lo < low or hi > high:
+        exact = input_range(preprocessing)
+        return "scale", (
+            f"ranges over [{lo:g}, {hi:g}], far outside [{exact[0]:g}, {exact[1]:g}] that the declared "
+            f"preprocessing gives (pixel (0..255) * {preprocessing['pixel_scale']:g} + "
+            f"{preprocessing['pixel_offset']:g})")
+    return None
 
 
 def sha256_file(path) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from paradis_export import _flatbuffer
 from paradis_export._keras_stages import run_keras, stage_models
-from paradis_runtime.fusion_graph import DEFAULT_PREPROCESSING, SCHEMA_VERSION, input_range, sha256_file, write_graph
+from paradis_runtime.fusion_graph import DEFAULT_PREPROCESSING, SCHEMA_VERSION, input_problem, sha256_file, write_graph
 from paradis_export.partitioner import Partition, partition
 from paradis_export.tflite_writer import convert_device
 
@@ -30,20 +30,13 @@ def _check_images(images, shape: tuple, what: str) -> np.ndarray:
 
 
 def _check_scale(images: np.ndarray, preprocessing: dict, what: str) -> None:
-    """Refuses inputs outside the declared preprocessing's range (half its span
-    of tolerance): int8 scales calibrated on 0..255 where the model takes
-    0..1 leave a bundle that scores at chance, without a word."""
-    if not np.isfinite(images).all():
-        raise ValueError(f"{what} holds NaN or infinite values; calibrate on real, preprocessed images.")
-    low, high = input_range(preprocessing, margin=0.5)
-    lo, hi = float(images.min()), float(images.max())
-    if lo < low or hi > high:
-        exact = input_range(preprocessing)
-        raise ValueError(
-            f"{what} ranges over [{lo:g}, {hi:g}], but the model's inputs are declared as pixel (0..255) * "
-            f"{preprocessing['pixel_scale']:g} + {preprocessing['pixel_offset']:g}, i.e. [{exact[0]:g}, {exact[1]:g}]: "
-            "preprocess the calibration images as in training (e.g. images / 255), or pass the "
-            "preprocessing the model was trained with.")
+    """Refuses non-finite inputs and inputs outside the declared preprocessing's
+    range: int8 scales calibrated on 0..255 where the model takes 0..1 leave
+    a bundle that scores at chance, without a word."""
+    problem = input_problem(images, preprocessing)
+    if problem is not None:
+        raise ValueError(f"{what} {problem[1]}: preprocess the calibration images as in training (e.g. "
+                         "images / 255), or pass the preprocessing the model was trained with.")
 
 
 def calibration_samples(part: Partition, images: np.ndarray, batch_size: int = 64, models=None) -> list:
