@@ -134,12 +134,18 @@ def encode_header(h: Header) -> bytes:
                         h.payload_len, h.request_id, *dims, bytes(8))
 
 
-def decode_header(data: bytes) -> Header:
-    """Unpacks 64 bytes into a Header without checking them (``check_header`` does)."""
+def _unpack(data: bytes) -> tuple:
+    """(magic, version, type, flags, header_len, dtype, rank, tensor_id,
+    payload_len, request_id, dims (6,), reserved) of the first 64 bytes."""
     if len(data) < HEADER_LEN:
         raise FrameError(ErrorCode.BAD_HEADER, f"a header is {HEADER_LEN} bytes, received {len(data)}")
-    (_, version, type_, flags, _, dtype, rank, tensor_id, payload_len, request_id, *rest) = _HEADER.unpack_from(data)
-    dims = tuple(rest[:6])
+    fields = _HEADER.unpack_from(data)
+    return fields[:10] + (tuple(fields[10:16]), fields[16])
+
+
+def decode_header(data: bytes) -> Header:
+    """Unpacks 64 bytes into a Header without checking them (``check_header`` does)."""
+    _, version, type_, flags, _, dtype, rank, tensor_id, payload_len, request_id, dims, _ = _unpack(data)
     return Header(type=type_, payload_len=payload_len, request_id=request_id, tensor_id=tensor_id, dtype=dtype,
                   dims=dims[: rank] if rank <= 6 else dims, flags=flags, version=version)
 
@@ -167,11 +173,8 @@ def check_header(
         message_len: WebSocket: the message's length, which must equal the frame's.
     """
     # 1. exactly 64 header bytes
-    if len(data) < HEADER_LEN:
-        raise FrameError(ErrorCode.BAD_HEADER, f"a header is {HEADER_LEN} bytes, received {len(data)}")
-    (magic, version, type_, flags, header_len, dtype, rank, tensor_id, payload_len, request_id,
-     *rest) = _HEADER.unpack_from(data)
-    dims, reserved = tuple(rest[:6]), rest[6]
+    (magic, version, type_, flags, header_len, dtype, rank, tensor_id, payload_len, request_id, dims,
+     reserved) = _unpack(data)
     # 2. magic, version, header_len, reserved
     if magic != MAGIC:
         raise FrameError(ErrorCode.BAD_MAGIC, f"magic is {magic!r}, expected {MAGIC!r}")
