@@ -12,8 +12,10 @@ has a stock-Keras reproduction and the measurements behind this guard.
 The guard evens every training batch on the TensorFlow backend: an odd batch
 of B > 1 trains on its first B - 1 samples, a batch of 1 on that sample
 twice (batch norm's statistics of a sample and its copy equal the sample's).
-At most one sample per epoch goes unused per odd batch; evaluation and
-prediction see every sample.
+One sample of each odd batch goes unused; evaluation and prediction see
+every sample. The gather runs on even batches too (an identity index: no
+data-dependent branch in the traced step); it costs 0.37 ms per batch of 128
+at 28x28x1 here, against a training step of ~500 ms.
 """
 
 from __future__ import annotations
