@@ -1,4 +1,4 @@
-"""The ``paradis`` command: one module per verb (train, export, inspect).
+"""The ``paradis`` command: one module per verb (train, export, inspect, peer, run, profile, plan).
 
 The only package that imports the training side, the exporter and the
 runtime together. Only the verb being run is imported and given its flags,
@@ -12,11 +12,11 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-from paradis_cli._common import UsageError
+from paradis_cli._common import CommandFailed, UsageError
 
 __all__ = ["main", "UsageError", "VERBS"]
 
-VERBS = ("train", "export", "inspect")
+VERBS = ("train", "export", "inspect", "peer", "run", "profile", "plan")
 
 
 def parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
@@ -44,7 +44,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as e:
         print(f"paradis {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as e:
+    except KeyboardInterrupt:
+        print(f"paradis {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, CommandFailed) as e:
         # FileNotFoundError, FileExistsError and FusionGraphError are among these.
         print(f"paradis {args.command}: error: {e}", file=sys.stderr)
         return 1

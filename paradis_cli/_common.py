@@ -14,12 +14,16 @@ import sys
 import warnings
 from typing import Iterator
 
-__all__ = ["UsageError", "int_at_least", "positive_int", "non_negative_int", "positive_float",
+__all__ = ["CommandFailed", "UsageError", "int_at_least", "positive_int", "non_negative_int", "positive_float",
            "non_negative_float", "traffic_ratio", "printed_warnings"]
 
 
 class UsageError(ValueError):
     """A command-line argument that cannot work; ``paradis`` exits with 2."""
+
+
+class CommandFailed(RuntimeError):
+    """The work failed (a peer unreachable, inferences lost); ``paradis`` exits with 1."""
 
 
 def int_at_least(minimum: int):

@@ -6,10 +6,15 @@ the executors. ``paradis_export`` writes what this package reads and imports
 it; nothing here imports ``paradis_export`` or ``paradis_tf``.
 """
 
+from paradis_runtime._connection import PeerConfig
+from paradis_runtime.coordinator import Coordinator, RequestFailed, Result, connect
 from paradis_runtime.executor import ReferenceExecutor, resolve_graph
 from paradis_runtime.fusion_graph import FusionGraphError, read_graph, validate
+from paradis_runtime.link import Link
 from paradis_runtime.manifest import read_manifest
+from paradis_runtime.peer import Peer, serve
 
 __version__ = "0.1.0"
 
-__all__ = ["FusionGraphError", "ReferenceExecutor", "read_graph", "read_manifest", "resolve_graph", "validate"]
+__all__ = ["Coordinator", "FusionGraphError", "Link", "Peer", "PeerConfig", "ReferenceExecutor", "RequestFailed", "Result",
+           "connect", "read_graph", "read_manifest", "resolve_graph", "serve", "validate"]

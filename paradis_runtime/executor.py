@@ -8,14 +8,14 @@ output and a per-stage trace (time, bytes).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional, Union
 
 import numpy as np
 
-from paradis_runtime.fusion_graph import FusionGraphError, input_problem, read_graph
+from paradis_runtime._program import InputCheck, quantize_input
+from paradis_runtime.fusion_graph import FusionGraphError, read_graph
 from paradis_runtime.schedule import Plan, run_schedule
 
 __all__ = ["ReferenceExecutor", "resolve_graph"]
@@ -110,41 +110,14 @@ class ReferenceExecutor:
             quantization={t: quant(t) for t in g["fusion"]["inputs"]},
         )
         self._input_quant = quant(g["input"]["tensor"])
-        self._range_warned = False
+        self._input_check = InputCheck(g, self.graph_path)
 
     @property
     def input_shape(self) -> tuple:
         return tuple(self.graph["input"]["shape"])
 
     def _check_input(self, image) -> np.ndarray:
-        image = np.asarray(image)
-        shape = self.input_shape
-        if image.dtype != np.float32:
-            raise ValueError(
-                f"{self.graph_path}: field 'input.dtype' is float32; received an input of dtype {image.dtype} "
-                "(preprocess it as input.preprocessing says, as float32)."
-            )
-        if image.shape == shape[1:]:
-            image = image[None]
-        if image.ndim == len(shape) and image.shape[1:] == shape[1:] and len(image) > shape[0]:
-            raise ValueError(
-                f"{self.graph_path}: run() takes one input of shape {list(shape)}; received a batch of "
-                f"{len(image)}: use predict(images) for a batch."
-            )
-        if image.shape != shape:
-            raise ValueError(
-                f"{self.graph_path}: field 'input.shape' is {list(shape)}; received an input of shape "
-                f"{list(image.shape)}."
-            )
-        problem = input_problem(image, self.graph["input"]["preprocessing"])
-        if problem is not None and problem[0] == "non_finite":
-            # int8 would quantize NaN to some byte and answer with finite logits.
-            raise ValueError(f"{self.graph_path}: the input {problem[1]}.")
-        if problem is not None and not self._range_warned:
-            self._range_warned = True  # once: a stream of such inputs would flood the log
-            warnings.warn(f"{self.graph_path}: the input {problem[1]}: the output is likely wrong; preprocess "
-                          "the input as input.preprocessing says.", stacklevel=3)
-        return image
+        return self._input_check(image)
 
     def run(self, image) -> tuple:
         """One inference. ``image``: float32 ``input.shape`` (batch axis optional).
@@ -153,10 +126,8 @@ class ReferenceExecutor:
         stage run (device, stage, seconds, bytes_received, bytes_sent).
         """
         image = self._check_input(image)
-        if self._input_quant is not None:
-            # The input device quantizes once; every device receives the same int8 bytes.
-            scale, zero_point = self._input_quant
-            image = np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8)
+        # The input device quantizes once (int8); every device receives the same bytes.
+        image = quantize_input(image, self._input_quant)
 
         def run_stage(device, stage, feeds):
             return self._runners[device][stage.name](**feeds)

@@ -39,12 +39,19 @@ def dequantize(x: np.ndarray, quant) -> np.ndarray:
     return (np.asarray(x, dtype="float32") - zero_point) * np.float32(scale)
 
 
+def fuse_partials(fusion: dict, quantization: dict, partials: list) -> np.ndarray:
+    """The final fusion (float32) of the graph's ``fusion`` entry, from every
+    device's partial output; one function for every executor, so their
+    outputs agree bit for bit."""
+    values = [dequantize(x, quantization.get(name)) for name, x in zip(fusion["inputs"], partials)]
+    if fusion["op"] != "sum":
+        raise ValueError(f"Unknown fusion op {fusion['op']!r}; this runtime knows 'sum'.")
+    return np.sum(values, axis=0, dtype="float32")
+
+
 def fuse(plan: Plan, partials: list) -> np.ndarray:
     """The final fusion (float32), from every device's partial output."""
-    values = [dequantize(x, plan.quantization.get(name)) for name, x in zip(plan.fusion["inputs"], partials)]
-    if plan.fusion["op"] != "sum":
-        raise ValueError(f"Unknown fusion op {plan.fusion['op']!r}; this runtime knows 'sum'.")
-    return np.sum(values, axis=0, dtype="float32")
+    return fuse_partials(plan.fusion, plan.quantization, partials)
 
 
 def run_schedule(plan: Plan, image, run_stage: Callable) -> tuple:

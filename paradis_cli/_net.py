@@ -1,0 +1,50 @@
+"""Flags shared by the verbs that talk to peers (``peer``, ``run``): the
+session key file, the address list, link emulation and deadlines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paradis_cli._common import UsageError, non_negative_float, positive_float
+
+__all__ = ["add_network_arguments", "peer_config", "peer_addresses"]
+
+
+def add_network_arguments(p) -> None:
+    p.add_argument("--peers", default="",
+                   help="comma-separated HOST:PORT of devices 1, 2, ... (the same list on every device)")
+    p.add_argument("--session-key-file", required=True,
+                   help="file holding the shared secret (>= 16 bytes; 32 random bytes as hex recommended)")
+    p.add_argument("--link-mbps", type=non_negative_float, default=0.0,
+                   help="emulate a link of this bandwidth when sending (benchmarks; 0 = off)")
+    p.add_argument("--link-latency-ms", type=non_negative_float, default=0.0,
+                   help="emulate this one-way latency when sending (benchmarks; 0 = off)")
+    p.add_argument("--peer-deadline", type=positive_float, default=2.0,
+                   help="seconds of silence after which a peer is declared lost (default 2)")
+    p.add_argument("--request-deadline", type=positive_float, default=2.0,
+                   help="seconds an inference may take before it is abandoned (default 2)")
+
+
+def peer_addresses(args) -> dict:
+    from paradis_runtime.peer import parse_peers
+
+    try:
+        return parse_peers(args.peers)
+    except ValueError as e:
+        raise UsageError(f"--peers: {e}") from None
+
+
+def peer_config(args):
+    from paradis_runtime import Link, PeerConfig
+
+    path = Path(args.session_key_file)
+    if not path.is_file():
+        raise UsageError(f"--session-key-file {args.session_key_file}: no such file (write one with "
+                         "`python -c 'import secrets; print(secrets.token_hex(32))' > KEY`).")
+    key = path.read_bytes().strip()
+    try:
+        return PeerConfig(key=key, link=Link(args.link_mbps, args.link_latency_ms), peer_deadline=args.peer_deadline,
+                          request_deadline=args.request_deadline)
+    except ValueError as e:
+        raise UsageError(f"--session-key-file {args.session_key_file}: {e}" if "session key" in str(e)
+                         else str(e)) from None

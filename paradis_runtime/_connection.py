@@ -1,0 +1,313 @@
+"""One TCP connection between two devices of one graph (FRAME_FORMAT.md
+sections 5-7): the HELLO/AUTH handshake, the checked read loop, writes of
+whole frames, heartbeats and the peer deadline.
+
+A connection knows nothing about requests: it hands checked frames to its
+node (``paradis_runtime.peer.Peer``) and reports how it ended. Threads: one
+reader per connection (it also runs the handshake), writes from any thread
+under a lock, and with link emulation one writer thread per direction.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from paradis_runtime.frames import (
+    HEADER_LEN, MAX_FRAME_BYTES, ErrorCode, FrameError, FrameType, Header, Hello, auth_mac, check_header, check_key,
+    decode_error, decode_hello, encode_error, encode_header, encode_hello,
+)
+from paradis_runtime.link import Link, LinkWriter
+
+__all__ = ["PeerConfig", "Connection", "HandshakeRefused", "PeerClosed"]
+
+log = logging.getLogger("paradis.peer")
+
+_READY_TYPES = (FrameType.TENSOR, FrameType.ERROR, FrameType.HEARTBEAT, FrameType.CANCEL)
+_HEARTBEAT = encode_header(Header(type=FrameType.HEARTBEAT))
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """What every connection of a peer obeys (FRAME_FORMAT.md defaults).
+
+    Args:
+        key: the shared secret (>= 16 bytes; str is taken as UTF-8).
+        handshake_timeout, heartbeat_interval, peer_deadline,
+        request_deadline: seconds (sections 5 and 7).
+        max_inflight: live requests a peer holds before dropping the oldest.
+        max_frame_bytes: the frame cap, header included.
+        max_pending: unauthenticated connections a listener holds at once.
+        link: sender-side link emulation (benchmarks; off by default).
+        connect_timeout: seconds for one TCP connect attempt.
+    """
+
+    key: bytes
+    handshake_timeout: float = 5.0
+    heartbeat_interval: float = 0.5
+    peer_deadline: float = 2.0
+    request_deadline: float = 2.0
+    max_inflight: int = 8
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_pending: int = 8
+    link: Link = Link()
+    connect_timeout: float = 2.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "key", check_key(self.key))
+        for name in ("handshake_timeout", "heartbeat_interval", "peer_deadline", "request_deadline",
+                     "connect_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"PeerConfig: {name} must be a number of seconds > 0, received {value!r}.")
+        for name, low in (("max_inflight", 1), ("max_frame_bytes", HEADER_LEN), ("max_pending", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"PeerConfig: {name} must be an int >= {low}, received {value!r}.")
+        if self.peer_deadline <= self.heartbeat_interval + self.link.latency_ms / 1000.0:
+            raise ValueError(
+                f"PeerConfig: peer_deadline ({self.peer_deadline} s) must exceed heartbeat_interval "
+                f"({self.heartbeat_interval} s) plus the emulated latency ({self.link.latency_ms} ms), or live "
+                "peers are declared dead.")
+        if not isinstance(self.link, Link):
+            raise ValueError(f"PeerConfig: link must be a paradis_runtime.Link, received {self.link!r}.")
+
+
+class PeerClosed(ConnectionError):
+    """The other side closed the socket (or it broke)."""
+
+
+class HandshakeRefused(ConnectionError):
+    """The handshake failed; ``code`` is the ERROR code (sent or received)."""
+
+    def __init__(self, code: int, message: str, remote: bool):
+        self.code = code
+        self.remote = remote
+        name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else str(code)
+        super().__init__(f"{'the peer refused: ' if remote else ''}{name}: {message}")
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytearray:
+    """Exactly ``n`` bytes (allocated only now, after the header checks)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise PeerClosed("the peer closed the connection" if got == 0 else
+                             f"the peer closed the connection inside a frame ({got} of {n} bytes)")
+        got += k
+    return buf
+
+
+class Connection:
+    """A socket between this node's device and one peer device of one graph.
+
+    ``program`` and ``peer`` are known up front when this side dialed; an
+    accepted connection learns them from the dialer's HELLO.
+    """
+
+    def __init__(self, node, sock: socket.socket, address: str, program=None, peer: Optional[int] = None):
+        self.node = node
+        self.config: PeerConfig = node.config
+        self.sock = sock
+        self.address = address
+        self.program = program
+        self.peer = peer
+        self.dialed = program is not None
+        self.ready = False
+        self.closed = False
+        self.nonce = secrets.token_bytes(32)
+        self.last_recv = self.last_sent = time.monotonic()
+        self._wlock = threading.Lock()
+        self._writer: Optional[LinkWriter] = None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def __repr__(self) -> str:
+        where = self.program.describe() if self.program else "unbound"
+        return f"<Connection {where} <-> device {self.peer} at {self.address}>"
+
+    # -- writing -------------------------------------------------------------
+    def _write(self, frame: bytes) -> None:
+        with self._wlock:
+            self.sock.sendall(frame)  # one call per frame: header and payload in one buffer
+
+    def send(self, frame: bytes) -> bool:
+        """Queues (link emulation) or writes one whole frame; False if the
+        connection is gone (it is then closed and reported)."""
+        if self.closed:
+            return False
+        self.last_sent = time.monotonic()
+        if self._writer is not None:
+            self._writer.put(frame)
+            return True
+        try:
+            self._write(frame)
+            return True
+        except (OSError, ValueError) as e:
+            self.close(f"a write failed ({_why(e)})")
+            return False
+
+    def heartbeat(self, now: float) -> None:
+        if self.ready and not self.closed and now - self.last_sent >= self.config.heartbeat_interval:
+            self.send(_HEARTBEAT)
+
+    # -- closing -------------------------------------------------------------
+    def fail(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0) -> None:
+        """A violation: one ERROR frame (not waited for), shut down writing, close, report."""
+        if self.closed:
+            return
+        try:
+            self.sock.settimeout(0.2)
+            self._write(encode_error(code, detail, tensor_id, request_id))
+        except (OSError, ValueError):
+            pass
+        self.close(f"{ErrorCode(code).name if code in ErrorCode._value2member_map_ else code}: {detail}", code=code)
+
+    def close(self, reason: str, code: Optional[int] = None, remote: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._writer is not None:
+            self._writer.close()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.node._connection_closed(self, reason, code, remote)
+
+    # -- reading -------------------------------------------------------------
+    def _read(self, allowed, ready: bool):
+        header = _recv_exact(self.sock, HEADER_LEN)
+        self.last_recv = time.monotonic()
+        expected = None
+        peer_is_input = False
+        if self.program is not None and self.peer is not None:
+            expected = self.program.expected.get(self.peer, {})
+            peer_is_input = self.peer == self.program.input_device
+        h = check_header(header, allowed, expected, peer_is_input=peer_is_input, ready=ready,
+                         max_frame_bytes=self.config.max_frame_bytes)
+        payload = _recv_exact(self.sock, h.payload_len) if h.payload_len else bytearray()
+        self.last_recv = time.monotonic()
+        return h, payload
+
+    def _handshake(self) -> None:
+        """HELLO, then AUTH, both ways (section 5); raises HandshakeRefused."""
+        deadline = time.monotonic() + self.config.handshake_timeout
+
+        def timeout():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout()
+            return left
+
+        def read(kind):
+            self.sock.settimeout(timeout())
+            h, payload = self._read((kind, FrameType.ERROR), ready=False)
+            if h.type == FrameType.ERROR:
+                code, _, message = decode_error(payload)
+                raise HandshakeRefused(code, message, remote=True)
+            return payload
+
+        def hello() -> bytes:
+            return encode_hello(Hello(self.program.sha256, self.nonce, self.program.device, self.peer,
+                                      self.program.switch))
+
+        if self.dialed:
+            self.sock.settimeout(timeout())
+            self._write(hello())
+        theirs = decode_hello(read(FrameType.HELLO))
+        program = self.program or self.node.program_for(theirs.graph_sha256)
+        if program is None or (self.dialed and theirs.graph_sha256 != program.sha256):
+            raise FrameError(ErrorCode.GRAPH_MISMATCH,
+                             f"graph sha256 {theirs.graph_sha256.hex()[:16]}... (switch {theirs.switch!r}) is not "
+                             "a graph this peer loaded: both sides need the same export of the bundle")
+        if theirs.switch != program.switch:
+            raise FrameError(ErrorCode.GRAPH_MISMATCH, f"switch {theirs.switch!r}, the graph's is {program.switch!r}")
+        me = program.device
+        if (not 0 <= theirs.device < program.num_devices or theirs.device == me or theirs.peer_device != me
+                or (self.dialed and theirs.device != self.peer)):
+            raise FrameError(ErrorCode.BAD_DEVICE,
+                             f"HELLO from device {theirs.device} to device {theirs.peer_device}; this is device {me} "
+                             f"of {program.num_devices}" + (f", dialing device {self.peer}" if self.dialed else ""))
+        if theirs.nonce == self.nonce:
+            raise FrameError(ErrorCode.AUTH_FAILED, "the peer's nonce is this side's own (a reflected HELLO)")
+        self.program, self.peer = program, theirs.device
+        self.sock.settimeout(timeout())
+        mine = auth_mac(self.config.key, program.sha256, me, self.peer, self.nonce, theirs.nonce)
+        if self.dialed:
+            self._write(encode_header(Header(type=FrameType.AUTH, payload_len=32)) + mine)
+        else:
+            # The listener learns the graph from the dialer's HELLO, then answers HELLO and AUTH at once.
+            self._write(hello() + encode_header(Header(type=FrameType.AUTH, payload_len=32)) + mine)
+        mac = bytes(read(FrameType.AUTH))
+        want = auth_mac(self.config.key, program.sha256, self.peer, me, theirs.nonce, self.nonce)
+        if not hmac.compare_digest(mac, want):
+            raise FrameError(ErrorCode.AUTH_FAILED, "wrong MAC: the two sides hold different session keys")
+
+    def run(self) -> None:
+        """The connection's thread: handshake, then frames until closed."""
+        try:
+            self._handshake()
+        except socket.timeout:
+            self.fail(ErrorCode.HANDSHAKE_TIMEOUT, f"no complete handshake within {self.config.handshake_timeout} s")
+            self.node._handshake_failed(self, HandshakeRefused(ErrorCode.HANDSHAKE_TIMEOUT, "timeout", False))
+            return
+        except FrameError as e:
+            self.fail(e.code, e.detail)
+            self.node._handshake_failed(self, HandshakeRefused(e.code, e.detail, remote=False))
+            return
+        except HandshakeRefused as e:
+            self.close(str(e), code=e.code, remote=True)
+            self.node._handshake_failed(self, e)
+            return
+        except (OSError, ValueError) as e:
+            self.close(f"the handshake broke off ({_why(e)})")
+            self.node._handshake_failed(self, HandshakeRefused(0, _why(e), remote=True))
+            return
+        self.sock.settimeout(self.config.peer_deadline)
+        if self.config.link.active:
+            self._writer = LinkWriter(self.config.link, self._write, lambda e: self.close(f"a write failed ({_why(e)})"),
+                                      name=f"link-{self.program.device}-{self.peer}")
+        self.ready = True
+        self.node._connection_ready(self)
+        self._loop()
+
+    def _loop(self) -> None:
+        while not self.closed:
+            try:
+                h, payload = self._read(_READY_TYPES, ready=True)
+                if h.type == FrameType.HEARTBEAT:
+                    continue
+                if h.type == FrameType.ERROR:
+                    code, tensor_id, message = decode_error(payload)
+                    if code < 128:
+                        # Fatal: both sides close; a peer never answers an ERROR with an ERROR.
+                        name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else f"code {code}"
+                        self.close(f"the peer sent {name}: {message}", code=code, remote=True)
+                        return
+                self.node._frame(self, h, payload)
+            except FrameError as e:
+                self.fail(e.code, e.detail)
+                return
+            except socket.timeout:
+                self.close(f"unresponsive: nothing received for {self.config.peer_deadline} s")
+                return
+            except (OSError, ValueError) as e:
+                self.close(_why(e), remote=isinstance(e, PeerClosed))
+                return
+
+
+def _why(e: BaseException) -> str:
+    return str(e) or type(e).__name__

@@ -1,0 +1,491 @@
+"""Peer: one device of a deployed bundle, in its own process, over TCP.
+
+A peer holds its device's part of every switch it serves (one
+``DeviceProgram`` per switch), keeps one authenticated connection per
+device pair and switch, and runs each stage of a request as soon as the
+stage's inputs have arrived, sending what the graph says right after the
+stage that produced it. The wire is ``export/FRAME_FORMAT.md``.
+
+Who dials: the lower device index dials the higher (device 0, the input
+device, dials everyone), so every peer but device 0 listens. Every process
+gets the same address list: entry ``k - 1`` is device ``k``'s address.
+
+Threads: a listener, one reader per connection (dialed connections are
+run by their dialer thread, which redials when they drop), one compute
+worker (a device runs one stage at a time, as a phone would), and a
+housekeeping tick for heartbeats and request deadlines.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig
+from paradis_runtime._program import DeviceProgram, programs_for
+from paradis_runtime.frames import ErrorCode, FrameError, FrameType, Header, decode_error, encode_error, tensor_frame
+from paradis_runtime.schedule import fuse_partials
+
+__all__ = ["Peer", "PeerConfig", "parse_address", "parse_peers", "serve"]
+
+log = logging.getLogger("paradis.peer")
+
+_RING = 256  # finished request ids remembered per graph (section 7)
+_TICK_S = 0.05
+
+
+def parse_address(text: str, what: str = "address") -> tuple:
+    """``HOST:PORT`` -> (host, port), with a message naming the value."""
+    host, sep, port = str(text).strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} must be HOST:PORT with a port in 1..65535, received {text!r}.")
+    return host.strip("[]"), int(port)
+
+
+def parse_peers(text) -> dict:
+    """``'HOST:PORT,HOST:PORT,...'`` or a list (devices 1, 2, ...) -> {device: (host, port)};
+    a dict {device: (host, port)} is returned as it is."""
+    if isinstance(text, dict):
+        return dict(text)
+    items = [p for p in (text.split(",") if isinstance(text, str) else list(text or [])) if str(p).strip()]
+    return {k + 1: (p if isinstance(p, tuple) else parse_address(p, f"peer address {k + 1} (device {k + 1})"))
+            for k, p in enumerate(items)}
+
+
+class _Request:
+    __slots__ = ("rid", "created", "wall", "tensors", "next", "compute_s", "wire_s", "stages", "arrivals")
+
+    def __init__(self, rid: int):
+        self.rid = rid
+        self.created = time.monotonic()
+        self.wall = time.time()
+        self.tensors: dict = {}
+        self.next = 0
+        self.compute_s = 0.0
+        self.wire_s = 0.0
+        self.stages: list = []  # (name, start, end) seconds after `created`
+        self.arrivals: dict = {}  # device -> seconds after `created` of its last frame
+
+
+class _Requests:
+    """Live request state of one graph, and the ring of the last 256 ids dropped."""
+
+    def __init__(self):
+        self.live: "collections.OrderedDict[int, _Request]" = collections.OrderedDict()
+        self.ring: collections.deque = collections.deque(maxlen=_RING)
+        self.ring_set: set = set()
+
+    def drop(self, rid: int) -> Optional[_Request]:
+        st = self.live.pop(rid, None)
+        if rid not in self.ring_set:
+            if len(self.ring) == self.ring.maxlen:
+                self.ring_set.discard(self.ring[0])
+            self.ring.append(rid)
+            self.ring_set.add(rid)
+        return st
+
+
+class Peer:
+    """Device ``programs[i].device`` of each of its switches.
+
+    Args:
+        programs: one per switch served, best switch first (all the same device).
+        config: keys, deadlines, caps, link emulation.
+        addresses: {device: (host, port)} of the devices this peer dials
+            (those above its own index); others are ignored.
+        listen: (host, port) to accept the lower devices on; None for device 0.
+        trace: a file to append one JSON line per finished request to
+            (its stages' start/end, compute and send seconds).
+    """
+
+    def __init__(self, programs: list, config: PeerConfig, addresses: Optional[dict] = None,
+                 listen: Optional[tuple] = None, trace: Optional[Path] = None):
+        if not programs:
+            raise ValueError("Peer: programs must hold at least one DeviceProgram, received none.")
+        devices = {p.device for p in programs}
+        if len(devices) != 1:
+            raise ValueError(f"Peer: every program must be the same device, received devices {sorted(devices)}.")
+        self.device = programs[0].device
+        self.programs = list(programs)
+        self.config = config
+        self.addresses = dict(addresses or {})
+        self.listen = listen
+        self._by_sha = {p.sha256: p for p in programs}
+        self._tables = {p.sha256: _Requests() for p in programs}
+        self._conns: dict = {}  # (sha256, peer device) -> ready Connection
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._running = False
+        self._threads: list = []
+        self._listener: Optional[socket.socket] = None
+        self._pending = 0
+        self.dial_errors: dict = {}  # (sha256, device) -> last HandshakeRefused / OSError of a dial
+        self._trace = open(trace, "a", encoding="utf-8") if trace else None
+        # Hooks for the coordinator (the input device).
+        self.on_result: Optional[Callable] = None  # (program, request, output) on the fusion device
+        self.on_peer_ready: Optional[Callable] = None  # (program, device)
+        self.on_peer_lost: Optional[Callable] = None  # (program, device, reason, code)
+        self.on_request_error: Optional[Callable] = None  # (program, device, request id, code, message)
+        self.on_tick: Optional[Callable] = None  # (monotonic now)
+
+    # -- life ------------------------------------------------------------------
+    def start(self) -> "Peer":
+        self._running = True
+        if self.listen is not None:
+            sock = socket.create_server(self.listen, reuse_port=False)
+            sock.settimeout(0.2)
+            self._listener = sock
+            self.listen = sock.getsockname()[:2]
+            self._spawn(self._accept_loop, f"listen-{self.device}")
+        self._spawn(self._compute_loop, f"compute-{self.device}")
+        self._spawn(self._tick_loop, f"tick-{self.device}")
+        for p in self.programs:
+            for d in p.neighbours:
+                if d > self.device:
+                    if d not in self.addresses:
+                        raise ValueError(
+                            f"{p.describe()} exchanges with device {d}, but no address was given for it: "
+                            f"--peers needs {d} entries (device 1 first), received {len(self.addresses)}.")
+                    self._spawn(self._dial_loop, f"dial-{self.device}-{d}-{p.switch}", p, d)
+        return self
+
+    def _spawn(self, target, name, *args) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Leaves: SHUTTING_DOWN on every connection (the coordinator falls back
+        at once), then closes everything."""
+        if not self._running:
+            return
+        self._running = False
+        with self._lock:
+            conns = list(self._conns.values())
+        for c in conns:
+            if graceful:
+                c.fail(ErrorCode.SHUTTING_DOWN, f"device {self.device} is leaving")
+            else:
+                c.close("stopped")
+        if self._listener is not None:
+            self._listener.close()
+        self._work.put(None)
+        with self._cond:
+            self._cond.notify_all()
+        if self._trace:
+            self._trace.close()
+            self._trace = None
+
+    def connected(self, program: DeviceProgram, device: int) -> bool:
+        return (program.sha256, device) in self._conns
+
+    def program_for(self, sha256: bytes) -> Optional[DeviceProgram]:
+        return self._by_sha.get(sha256)
+
+    # -- connections -----------------------------------------------------------
+    def _accept_loop(self) -> None:
+        while self._running:
+            try:
+                sock, addr = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                if self._pending >= self.config.max_pending:
+                    sock.close()  # too many strangers at once (section 6)
+                    continue
+                self._pending += 1
+            conn = Connection(self, sock, f"{addr[0]}:{addr[1]}")
+            conn._counted = True
+            self._spawn(conn.run, f"conn-{self.device}-{addr[1]}")
+
+    def _dial_loop(self, program: DeviceProgram, device: int) -> None:
+        host, port = self.addresses[device]
+        backoff = 0.05
+        while self._running:
+            try:
+                sock = socket.create_connection((host, port), timeout=self.config.connect_timeout)
+            except OSError as e:
+                with self._lock:
+                    self.dial_errors[(program.sha256, device)] = e
+                time.sleep(backoff)
+                backoff = min(1.0, backoff * 2)
+                continue
+            conn = Connection(self, sock, f"{host}:{port}", program=program, peer=device)
+            conn.run()  # returns when the connection ends
+            if conn.ready:
+                backoff = 0.05
+            else:
+                time.sleep(backoff)
+                backoff = min(1.0, backoff * 2)
+
+    def _uncount(self, conn: Connection) -> None:
+        if getattr(conn, "_counted", False):
+            conn._counted = False
+            with self._lock:
+                self._pending -= 1
+
+    def _handshake_failed(self, conn: Connection, error: HandshakeRefused) -> None:
+        self._uncount(conn)
+        if conn.dialed:
+            with self._lock:
+                self.dial_errors[(conn.program.sha256, conn.peer)] = error
+
+    def _connection_ready(self, conn: Connection) -> None:
+        self._uncount(conn)
+        key = (conn.program.sha256, conn.peer)
+        with self._cond:
+            old = self._conns.get(key)
+            self._conns[key] = conn
+            self.dial_errors.pop(key, None)
+            if conn.peer == conn.program.input_device and not conn.program.is_input:
+                # A new HELLO from the input device: its request ids start afresh (section 7).
+                self._tables[conn.program.sha256].live.clear()
+            self._cond.notify_all()
+        if old is not None:
+            old.close("replaced by a newer connection from the same device")
+        log.info("device %d: connected to device %d (%s) at %s", self.device, conn.peer, conn.program.switch,
+                 conn.address)
+        if self.on_peer_ready:
+            self.on_peer_ready(conn.program, conn.peer)
+
+    def _connection_closed(self, conn: Connection, reason: str, code: Optional[int], remote: bool) -> None:
+        if conn.program is None or conn.peer is None or not conn.ready:
+            log.info("device %d: connection from %s closed during the handshake: %s", self.device, conn.address,
+                     reason)
+            return
+        key = (conn.program.sha256, conn.peer)
+        with self._cond:
+            current = self._conns.get(key) is conn
+            if current:
+                del self._conns[key]
+        if not current:
+            return
+        if self._running:
+            log.warning("device %d: lost device %d (%s): %s", self.device, conn.peer, conn.program.switch, reason)
+        if self.on_peer_lost and self._running:
+            self.on_peer_lost(conn.program, conn.peer, reason, code)
+
+    def _wait_connection(self, program: DeviceProgram, device: int, timeout: float) -> Optional[Connection]:
+        key = (program.sha256, device)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._running and key not in self._conns:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            return self._conns.get(key)
+
+    def send_to(self, program: DeviceProgram, device: int, frame: bytes, wait: Optional[float] = None) -> bool:
+        """One whole frame to ``device`` on ``program``'s connection."""
+        conn = self._wait_connection(program, device, self.config.peer_deadline if wait is None else wait)
+        return conn is not None and conn.send(frame)
+
+    # -- frames ----------------------------------------------------------------
+    def _frame(self, conn: Connection, h: Header, payload) -> None:
+        program = conn.program
+        if h.type == FrameType.TENSOR:
+            name = program.names[h.tensor_id]
+            with self._lock:
+                table = self._tables[program.sha256]
+                if h.request_id in table.ring_set:
+                    return  # finished or abandoned: read and dropped (section 6, step 8)
+                st = table.live.get(h.request_id)
+                if st is None:
+                    if program.is_input:
+                        return  # the input device makes every id; an unknown one is stale
+                    st = self._new_request(program, h.request_id)
+                if name in st.tensors:
+                    raise FrameError(ErrorCode.DUPLICATE_TENSOR,
+                                     f"tensor {name!r} twice for request {h.request_id}")
+                st.tensors[name] = program.wire_array(name, payload)
+                st.arrivals[conn.peer] = time.monotonic() - st.created
+            self._work.put((program, h.request_id))
+        elif h.type == FrameType.CANCEL:
+            with self._lock:
+                self._tables[program.sha256].drop(h.request_id)
+        elif h.type == FrameType.ERROR:
+            code, _, message = decode_error(payload)
+            log.warning("device %d: device %d reports %s for request %d: %s", self.device, conn.peer,
+                        ErrorCode(code).name if code in ErrorCode._value2member_map_ else code, h.request_id,
+                        message)
+            if self.on_request_error:
+                self.on_request_error(program, conn.peer, h.request_id, code, message)
+
+    def _new_request(self, program: DeviceProgram, rid: int) -> _Request:
+        """Live state for ``rid`` (under the lock); beyond max_inflight the
+        oldest is dropped with OVERLOADED to the input device."""
+        table = self._tables[program.sha256]
+        while len(table.live) >= self.config.max_inflight:
+            oldest = next(iter(table.live))
+            table.drop(oldest)
+            if not program.is_input:
+                self._notify_input(program, ErrorCode.OVERLOADED, oldest,
+                                   f"device {self.device} holds {self.config.max_inflight} live requests")
+        st = table.live[rid] = _Request(rid)
+        return st
+
+    def _notify_input(self, program: DeviceProgram, code: int, rid: int, message: str) -> None:
+        conn = self._conns.get((program.sha256, program.input_device))
+        if conn is not None:
+            conn.send(encode_error(code, message, request_id=rid))
+
+    # -- requests (the input device's side) ------------------------------------
+    def begin(self, program: DeviceProgram, rid: int, tensors: dict) -> _Request:
+        """The input device starts request ``rid`` with its local tensors
+        (its stages run once ``kick`` is called)."""
+        with self._lock:
+            st = self._new_request(program, rid)
+            st.tensors.update(tensors)
+        return st
+
+    def kick(self, program: DeviceProgram, rid: int) -> None:
+        """Runs what can run of request ``rid`` (on the compute thread)."""
+        self._work.put((program, rid))
+
+    def abandon(self, program: DeviceProgram, rid: int) -> Optional[_Request]:
+        with self._lock:
+            return self._tables[program.sha256].drop(rid)
+
+    # -- compute ---------------------------------------------------------------
+    def _compute_loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            program, rid = item
+            try:
+                self._advance(program, rid)
+            except Exception as e:  # a stage raised: this request fails, the peer keeps serving
+                # LiteRT repeats its error reporter's text on every failed call: keep the first line.
+                e = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+                log.error("device %d: request %d failed in %s: %s", self.device, rid, program.describe(), e)
+                with self._lock:
+                    self._tables[program.sha256].drop(rid)
+                if not program.is_input:
+                    self._notify_input(program, ErrorCode.STAGE_FAILED, rid, f"device {self.device}: {e}")
+                elif self.on_request_error:
+                    self.on_request_error(program, self.device, rid, ErrorCode.STAGE_FAILED, str(e))
+
+    def _advance(self, program: DeviceProgram, rid: int) -> None:
+        """Runs every stage of ``rid`` whose inputs are here, in order, and
+        sends each output right after the stage that made it."""
+        table = self._tables[program.sha256]
+        while True:
+            with self._lock:
+                st = table.live.get(rid)
+                if st is None:
+                    return
+                if st.next >= len(program.stages):
+                    break
+                stage = program.stages[st.next]
+                if not all(t in st.tensors for t in stage.inputs):
+                    return
+                feeds = {t: st.tensors[t] for t in stage.inputs}
+            start = time.monotonic()
+            outputs = stage.runner(**feeds)
+            end = time.monotonic()
+            with self._lock:
+                st.tensors.update(outputs)
+                st.next += 1
+                st.compute_s += end - start
+                st.stages.append((stage.name, start - st.created, end - st.created))
+            for name in stage.outputs:
+                for device in program.send_to.get(name, ()):
+                    t0 = time.monotonic()
+                    frame = tensor_frame(program.ids[name], rid, outputs[name], program.specs[name].dtype)
+                    if not self.send_to(program, device, frame):
+                        log.warning("device %d: request %d: no connection to device %d (%s) for %r", self.device,
+                                    rid, device, program.switch, name)
+                    st.wire_s += time.monotonic() - t0
+        if program.is_fusion:
+            with self._lock:
+                if not all(t in st.tensors for t in program.fusion["inputs"]):
+                    return  # partials from other devices still in flight
+                if table.live.get(rid) is not st:
+                    return
+                table.drop(rid)
+            output = fuse_partials(program.fusion, program.fusion_quant,
+                                   [st.tensors[t] for t in program.fusion["inputs"]])
+            self._write_trace(program, st)
+            if self.on_result:
+                self.on_result(program, st, output)
+        else:
+            with self._lock:
+                table.drop(rid)
+            self._write_trace(program, st)
+
+    def _write_trace(self, program: DeviceProgram, st: _Request) -> None:
+        if self._trace is None:
+            return
+        record = {"switch": program.switch, "device": self.device, "request_id": st.rid, "wall_start": st.wall,
+                  "compute_s": st.compute_s, "wire_s": st.wire_s, "total_s": time.monotonic() - st.created,
+                  "stages": st.stages, "arrivals": {str(k): v for k, v in st.arrivals.items()},
+                  "link": self.config.link.describe()}
+        self._trace.write(json.dumps(record) + "\n")
+        self._trace.flush()
+
+    # -- housekeeping ----------------------------------------------------------
+    def _tick_loop(self) -> None:
+        while self._running:
+            time.sleep(_TICK_S)
+            now = time.monotonic()
+            with self._lock:
+                conns = list(self._conns.values())
+                expired = []
+                for program in self.programs:
+                    if program.is_input:
+                        continue  # the coordinator keeps its own deadlines
+                    table = self._tables[program.sha256]
+                    for rid, st in list(table.live.items()):
+                        if now - st.created > self.config.request_deadline:
+                            table.drop(rid)
+                            expired.append((program, rid))
+            for c in conns:
+                c.heartbeat(now)
+            for program, rid in expired:
+                self._notify_input(program, ErrorCode.DEADLINE_EXCEEDED, rid,
+                                   f"device {self.device} abandoned the request after "
+                                   f"{self.config.request_deadline} s")
+            if self.on_tick:
+                self.on_tick(now)
+
+
+def serve(bundle, device: int, config: PeerConfig, peers: Optional[dict] = None, listen: Optional[tuple] = None,
+          switches: Optional[list] = None, trace: Optional[Path] = None, num_threads: int = 1) -> Peer:
+    """Loads ``device``'s part of every switch of ``bundle`` (or those named)
+    and starts serving; returns the running Peer (``stop()`` it)."""
+    if isinstance(device, bool) or not isinstance(device, int) or device < 1:
+        raise ValueError(f"device must be an int >= 1 (device 0 is the input device: `paradis run`), "
+                         f"received {device!r}.")
+    peers = dict(peers or {})
+    programs = programs_for(Path(bundle), device, switches, max_frame_bytes=config.max_frame_bytes,
+                            num_threads=num_threads)
+    # A switch is served when every device this one dials (the higher ones it exchanges with) has an address.
+    staffed = [p for p in programs if all(d in peers for d in p.neighbours if d > device)]
+    if not staffed:
+        need = max(programs, key=lambda p: -p.num_devices)
+        raise ValueError(f"device {device}: no switch of {bundle} can be served with the {len(peers)} address(es) "
+                         f"in --peers: {need.describe()} needs devices up to {need.num_devices - 1} (device 1 "
+                         "first).")
+    skipped = [p.switch for p in programs if p not in staffed]
+    if skipped:
+        log.info("device %d: not serving %s (--peers lists no address for some of their devices)", device,
+                 ", ".join(skipped))
+    programs = staffed
+    if listen is None:
+        if device not in peers:
+            raise ValueError(f"device {device} needs an address to listen on: --listen HOST:PORT, or its own "
+                             f"entry in --peers (entry {device}); received {len(peers)} peer address(es).")
+        listen = peers[device]
+    return Peer(programs, config, peers, listen=listen, trace=trace).start()

@@ -1,0 +1,254 @@
+"""Peers in real processes over loopback TCP: parity with the reference
+executor, the handshake's refusals, garbage, and a peer that dies, stalls or
+leaves in the middle of a stream."""
+
+import signal
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from paradis_export import ReferenceExecutor, export_bundle
+from paradis_runtime import PeerConfig, RequestFailed, connect
+from paradis_runtime._program import DeviceProgram
+from paradis_runtime.frames import (
+    ErrorCode, FrameType, Header, Hello, auth_mac, decode_error, decode_header, decode_hello, encode_header,
+    encode_hello, tensor_frame,
+)
+from tests.paradis_export.helpers import real_images, resnet20
+from tests.paradis_runtime.peers import KEY, PeerProcess, free_ports, key_file, peers
+
+SWITCHES = "1x1.0,2x0.5,4x0.25,0.5+0.3+0.2"
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    model = resnet20(switches=SWITCHES)
+    root = tmp_path_factory.mktemp("peer")
+    export_bundle(model, SWITCHES, root / "float32", progress=None)
+    export_bundle(model, SWITCHES, root / "int8", int8=True, calibration=real_images(64, seed=1)[0], progress=None)
+    return root, model
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+@pytest.mark.parametrize("switch, processes", [("2x0.5", 2), ("4x0.25", 4), ("0.5+0.3+0.2", 3)])
+def test_peer_processes_match_the_reference_executor_bit_for_bit(bundles, precision, switch, processes, tmp_path):
+    root, model = bundles
+    bundle = root / precision
+    x, labels = real_images(100)
+    with peers(bundle, processes - 1, tmp_path) as (addresses, _):
+        with connect(bundle, addresses, key=KEY, switches=[switch], in_flight=4) as session:
+            assert session.switch == switch
+            out = session.predict(x)
+    ref = ReferenceExecutor(bundle, switch=switch).predict(x)
+    assert np.array_equal(out, ref)  # bit for bit: same files, same bytes on the wire, same fusion
+    if precision == "float32":
+        keras_out = np.asarray(model.switch_model(switch)(x))
+        np.testing.assert_allclose(out, keras_out, atol=1e-4 * np.abs(keras_out).max())
+        assert np.mean(out.argmax(1) == labels) == np.mean(keras_out.argmax(1) == labels)
+
+
+# -- the handshake, from a hand-written client ---------------------------------------------------------
+
+def _read_frame(sock):
+    header = b""
+    while len(header) < 64:
+        chunk = sock.recv(64 - len(header))
+        if not chunk:
+            return None, None
+        header += chunk
+    h = decode_header(header)
+    payload = b""
+    while len(payload) < h.payload_len:
+        payload += sock.recv(h.payload_len - len(payload))
+    return h, payload
+
+
+def _expect_error_then_close(sock, code):
+    h, payload = _read_frame(sock)
+    while h is not None and h.type in (FrameType.HELLO, FrameType.AUTH, FrameType.HEARTBEAT):
+        h, payload = _read_frame(sock)
+    assert h is not None and h.type == FrameType.ERROR, h
+    assert decode_error(payload)[0] == code, decode_error(payload)
+    sock.settimeout(5)
+    assert sock.recv(1) == b""  # closed: nothing after the error, no TENSOR was taken
+
+
+@pytest.fixture(scope="module")
+def one_peer(bundles, tmp_path_factory):
+    """Device 1 of the float32 bundle, and device 0's program of 2x0.5 (no LiteRT)."""
+    root, _ = bundles
+    folder = tmp_path_factory.mktemp("one_peer")
+    with peers(root / "float32", 1, folder) as (addresses, procs):
+        program = DeviceProgram(root / "float32" / "2x0.5" / "fusion_graph.json", 0, load=False)
+        host, port = addresses.split(":")
+        yield (host, int(port)), program, addresses
+
+
+def _tensor(program):
+    name = program.input_name
+    return tensor_frame(program.ids[name], 1, np.zeros(program.specs[name].shape, np.float32), "float32")
+
+
+def _dial(address):
+    sock = socket.create_connection(address, timeout=5)
+    return sock
+
+
+def test_wrong_graph_hash_is_refused_before_any_tensor(one_peer):
+    address, program, _ = one_peer
+    sock = _dial(address)
+    sock.sendall(encode_hello(Hello(bytes(32), bytes(range(32)), 0, 1, program.switch)) + _tensor(program))
+    _expect_error_then_close(sock, ErrorCode.GRAPH_MISMATCH)
+
+
+def test_wrong_key_is_refused_before_any_tensor(one_peer):
+    address, program, _ = one_peer
+    sock = _dial(address)
+    mine = bytes(range(32))
+    sock.sendall(encode_hello(Hello(program.sha256, mine, 0, 1, program.switch)))
+    h, payload = _read_frame(sock)
+    assert h.type == FrameType.HELLO
+    theirs = decode_hello(payload)
+    assert (theirs.device, theirs.peer_device, theirs.graph_sha256) == (1, 0, program.sha256)
+    bad = auth_mac(b"not-the-session-key-at-all", program.sha256, 0, 1, mine, theirs.nonce)
+    sock.sendall(encode_header(Header(type=FrameType.AUTH, payload_len=32)) + bad + _tensor(program))
+    _expect_error_then_close(sock, ErrorCode.AUTH_FAILED)
+
+
+def test_right_key_gets_ready_and_a_tensor_is_taken(one_peer):
+    # The positive control of the two refusals above: the same client with the key is served.
+    address, program, _ = one_peer
+    sock = _dial(address)
+    mine = bytes(range(32))
+    sock.sendall(encode_hello(Hello(program.sha256, mine, 0, 1, program.switch)))
+    theirs = decode_hello(_read_frame(sock)[1])
+    h, mac = _read_frame(sock)
+    assert h.type == FrameType.AUTH and mac == auth_mac(KEY.encode(), program.sha256, 1, 0, theirs.nonce, mine)
+    good = auth_mac(KEY.encode(), program.sha256, 0, 1, mine, theirs.nonce)
+    sock.sendall(encode_header(Header(type=FrameType.AUTH, payload_len=32)) + good + _tensor(program))
+    # Accepted: the same tensor again for the same live request is a duplicate (section 6, step 8).
+    time.sleep(0.2)
+    sock.sendall(_tensor(program))
+    _expect_error_then_close(sock, ErrorCode.DUPLICATE_TENSOR)
+
+
+def test_a_claimed_device_that_is_the_peer_itself_is_refused(one_peer):
+    address, program, _ = one_peer
+    sock = _dial(address)
+    sock.sendall(encode_hello(Hello(program.sha256, bytes(range(32)), 1, 1, program.switch)) + _tensor(program))
+    _expect_error_then_close(sock, ErrorCode.BAD_DEVICE)
+
+
+def test_a_reflected_nonce_is_refused(bundles, tmp_path):
+    # A fake device 2 echoes device 1's own HELLO nonce back: device 1 (which dials 2) must refuse.
+    from paradis_runtime import Peer
+
+    root, _ = bundles
+    graph = root / "float32" / "0.5+0.3+0.2" / "fusion_graph.json"
+    program = DeviceProgram(graph, 1, load=False)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    peer = Peer([program], PeerConfig(key=KEY), {2: server.getsockname()}).start()
+    try:
+        sock, _ = server.accept()
+        sock.settimeout(5)
+        h, payload = _read_frame(sock)
+        theirs = decode_hello(payload)
+        assert (theirs.device, theirs.peer_device) == (1, 2)
+        reflected = encode_hello(Hello(program.sha256, theirs.nonce, 2, 1, program.switch))
+        mac = auth_mac(KEY.encode(), program.sha256, 2, 1, theirs.nonce, theirs.nonce)
+        sock.sendall(reflected + encode_header(Header(type=FrameType.AUTH, payload_len=32)) + mac)
+        _expect_error_then_close(sock, ErrorCode.AUTH_FAILED)
+        assert not peer.connected(program, 2)
+    finally:
+        peer.stop()
+        server.close()
+
+
+def test_garbage_closes_that_connection_and_the_peer_keeps_serving(bundles, one_peer):
+    root, _ = bundles
+    address, program, addresses = one_peer
+    x, _ = real_images(8)
+    with connect(root / "float32", addresses, key=KEY, switches=["2x0.5"]) as session:
+        first = session.predict(x[:4])
+        rng = np.random.default_rng(0)
+        for junk in (b"GET / HTTP/1.1\r\n\r\n" + bytes(64), rng.bytes(64), b"PRDS" + rng.bytes(60)):
+            sock = _dial(address)
+            sock.sendall(junk)
+            h, payload = _read_frame(sock)
+            assert h.type == FrameType.ERROR and decode_error(payload)[0] < 128
+            sock.close()
+        assert np.array_equal(session.predict(x[:4]), first)
+        assert session.switch == "2x0.5"
+
+
+# -- failures ------------------------------------------------------------------------------------------
+
+def test_a_killed_peer_moves_the_stream_to_the_fallback_and_back(bundles, tmp_path):
+    root, _ = bundles
+    bundle = root / "float32"
+    x, _ = real_images(200)
+    with peers(bundle, 2, tmp_path) as (addresses, procs):
+        with connect(bundle, addresses, key=KEY, in_flight=4) as session:
+            assert session.switch == "0.5+0.3+0.2"
+            futures = []
+            for i in range(200):
+                futures.append(session.submit(x[i : i + 1]))
+                if i == 60:
+                    procs[1].proc.kill()  # device 2 dies without a word
+            answered, failed = {}, []
+            for i, f in enumerate(futures):
+                try:
+                    answered[i] = f.result(timeout=30)  # never hangs
+                except RequestFailed as e:
+                    failed.append((i, str(e)))
+            assert len(answered) + len(failed) == 200
+            assert len({r.request_id for r in answered.values()}) == len(answered)  # each answered once
+            used = {r.switch for r in answered.values()}
+            assert used <= {"0.5+0.3+0.2", "2x0.5"} and "2x0.5" in used
+            assert len(answered) >= 190, failed[:3]
+            refs = {s: ReferenceExecutor(bundle, switch=s) for s in used}
+            for i, r in answered.items():
+                assert np.array_equal(r.output, refs[r.switch].run(x[i : i + 1])[0])
+            assert session.switch == "2x0.5"
+            assert any("device 2 lost" in why for _, _, _, why in session.switch_log)
+
+            # Device 2 comes back: new requests return to the better switch.
+            procs[1] = PeerProcess(bundle, 2, addresses, procs[0].log.parent / "session.key",
+                                   log=tmp_path / "peer2b.log")
+            procs[1].wait_ready()
+            deadline = time.monotonic() + 15
+            while session.switch != "0.5+0.3+0.2" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert session.run(x[0], timeout=10).switch == "0.5+0.3+0.2"
+
+
+def test_graceful_leave_and_a_stalled_peer(bundles, tmp_path):
+    root, _ = bundles
+    bundle = root / "float32"
+    x, _ = real_images(4)
+    config = PeerConfig(key=KEY, peer_deadline=1.0, heartbeat_interval=0.25)
+    with peers(bundle, 3, tmp_path) as (addresses, procs):
+        with connect(bundle, addresses, config=config) as session:
+            assert session.switch == "4x0.25"
+            session.predict(x)
+            # SIGSTOP: the process is alive but silent; lost within the peer deadline.
+            procs[2].proc.send_signal(signal.SIGSTOP)
+            start = time.monotonic()
+            while session.switch == "4x0.25" and time.monotonic() - start < 5:
+                time.sleep(0.01)
+            stalled = time.monotonic() - start
+            assert session.switch == "0.5+0.3+0.2" and stalled <= 1.0 + 0.5, stalled
+            assert "unresponsive" in session.switch_log[-1][3]
+            procs[2].proc.send_signal(signal.SIGCONT)
+            session.predict(x)
+            # Ctrl-C on device 2: SHUTTING_DOWN makes the move immediate (well inside the deadline).
+            start = time.monotonic()
+            assert procs[1].stop(signal.SIGINT) == 0
+            while session.switch == "0.5+0.3+0.2" and time.monotonic() - start < 5:
+                time.sleep(0.005)
+            assert session.switch == "2x0.5"
+            assert "SHUTTING_DOWN" in session.switch_log[-1][3]
+            assert np.array_equal(session.predict(x), ReferenceExecutor(bundle, switch="2x0.5").predict(x))
