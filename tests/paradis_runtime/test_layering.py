@@ -16,12 +16,17 @@ def test_runtime_runs_a_bundle_without_keras_or_tensorflow(tmp_path):
     export_bundle(resnet20(switches="1x1.0,2x0.5"), "2x0.5", tmp_path / "b", progress=None)
     x, _ = real_images(1)
     np.save(tmp_path / "x.npy", x)
+    # The executor, then a peer (device 1) and the coordinator (device 0) over loopback TCP.
     script = (
         "import sys, numpy as np\n"
         "import paradis_runtime\n"
-        "from paradis_runtime import ReferenceExecutor, read_manifest\n"
+        "from paradis_runtime import PeerConfig, ReferenceExecutor, connect, read_manifest, serve\n"
         "read_manifest(sys.argv[1])\n"
         "out, trace = ReferenceExecutor(sys.argv[1]).run(np.load(sys.argv[2]))\n"
+        "peer = serve(sys.argv[1], 1, PeerConfig(key='k' * 16), listen=('127.0.0.1', 0))\n"
+        "with connect(sys.argv[1], [peer.listen], key='k' * 16) as session:\n"
+        "    assert np.array_equal(session.predict(np.load(sys.argv[2])), out)\n"
+        "peer.stop()\n"
         "print(out.shape, len(trace))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('keras', 'tensorflow', 'paradis_tf', 'paradis_export', 'jax')))\n"
@@ -32,3 +37,14 @@ def test_runtime_runs_a_bundle_without_keras_or_tensorflow(tmp_path):
     shape, loaded = proc.stdout.strip().splitlines()[-2:]
     assert shape.startswith("(1, 10)")
     assert loaded == "[]", loaded
+
+
+def test_a_peer_install_pulls_no_keras_or_tensorflow():
+    # `pip install 'paradis-tf[peer]'`: the base dependencies plus the peer extra.
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["peer"]
+    names = {d.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for d in wanted}
+    assert "ai-edge-litert" in names and "numpy" in names
+    assert not names & {"keras", "tensorflow", "tensorflow-cpu", "jax", "tf-keras"}, names

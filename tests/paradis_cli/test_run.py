@@ -1,0 +1,115 @@
+"""`paradis peer` and `paradis run` end to end: real peer processes, what the
+runner prints and reports, and clear errors with a non-zero exit on bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from paradis_cli import main
+from paradis_export import ReferenceExecutor, export_bundle
+from tests.paradis_export.helpers import resnet20
+from tests.paradis_runtime.peers import PeerProcess, free_ports, key_file, peers
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    export_bundle(resnet20(switches="1x1.0,2x0.5"), "1x1.0,2x0.5", root / "a", progress=None)
+    export_bundle(resnet20(switches="1x1.0,2x0.5"), "1x1.0,2x0.5", root / "other", progress=None)  # other weights
+    return root
+
+
+@pytest.fixture(scope="module")
+def peer(bundles, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run_peer")
+    with peers(bundles / "a", 1, folder) as (addresses, _):
+        yield addresses, folder / "session.key"
+
+
+def _test_images(n):
+    from paradis_tf.data import load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test")
+    return images[:n], labels[:n]
+
+
+def test_one_image_file(bundles, peer, tmp_path, capsys):
+    from PIL import Image
+
+    addresses, key = peer
+    pixels, _ = _test_images(1)
+    Image.fromarray(pixels[0, ..., 0]).save(tmp_path / "shoe.png")
+    code = main(["run", "--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(key),
+                 "--image", str(tmp_path / "shoe.png")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    want = ReferenceExecutor(bundles / "a", switch="2x0.5").run(pixels[:1].astype("float32") / 255)[0]
+    assert f"class {int(np.argmax(want))}" in out
+    assert "switch 2x0.5:" in out and "device 0: compute" in out and "device 1 last frame at" in out
+
+
+def test_dataset_with_accuracy_and_report(bundles, peer, tmp_path, capsys):
+    addresses, key = peer
+    report = tmp_path / "report.json"
+    code = main(["run", "--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(key),
+                 "--dataset", "fashion-mnist", "--count", "30", "--in-flight", "3", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    images, labels = _test_images(30)
+    want = ReferenceExecutor(bundles / "a", switch="2x0.5").predict(images.astype("float32") / 255)
+    accuracy = float(np.mean(want.argmax(1) == labels))
+    assert f"top-1 {accuracy:.2%} over 30" in out
+    rows = json.loads(report.read_text())
+    assert [r["switch"] for r in rows] == ["2x0.5"]
+    assert rows[0]["count"] == 30 and rows[0]["accuracy"] == pytest.approx(accuracy)
+    assert rows[0]["median_ms"] > 0 and rows[0]["link"].startswith("no link emulation")
+
+
+def _run(args, capsys):
+    code = main(["run", *args])
+    return code, capsys.readouterr().err
+
+
+def test_unreachable_peer(bundles, tmp_path, capsys):
+    port = free_ports(1)[0]
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.float32))
+    code, err = _run(["--bundle", str(bundles / "a"), "--peers", f"127.0.0.1:{port}", "--session-key-file",
+                      str(key_file(tmp_path)), "--image", str(tmp_path / "x.npy"), "--connect-timeout", "1"], capsys)
+    assert code == 1
+    assert f"device 1 at 127.0.0.1:{port}" in err and "not ready within 1 s" in err
+
+
+def test_a_peer_with_another_export_or_key_is_named(bundles, peer, tmp_path, capsys):
+    addresses, key = peer
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.float32))
+    code, err = _run(["--bundle", str(bundles / "other"), "--peers", addresses, "--session-key-file", str(key),
+                      "--image", str(tmp_path / "x.npy")], capsys)
+    assert code == 1 and "GRAPH_MISMATCH" in err and "device 1 at" in err, err
+    other_key = tmp_path / "other.key"
+    other_key.write_text("another-secret-of-enough-length")
+    code, err = _run(["--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(other_key),
+                      "--image", str(tmp_path / "x.npy")], capsys)
+    assert code == 1 and "AUTH_FAILED" in err, err
+
+
+def test_bad_key_image_and_device(bundles, peer, tmp_path, capsys):
+    from PIL import Image
+
+    addresses, key = peer
+    short = tmp_path / "short.key"
+    short.write_text("tooshort")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "small.png")
+    code, err = _run(["--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(short),
+                      "--image", str(tmp_path / "small.png")], capsys)
+    assert code == 2 and "at least 16 bytes, received 8" in err
+    code, err = _run(["--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(key),
+                      "--image", str(tmp_path / "small.png")], capsys)
+    assert code == 2 and "the image is 20x20 with 1 channel(s); the model takes 28x28 with 1" in err
+    code, err = _run(["--bundle", str(bundles / "a"), "--peers", "localhost", "--session-key-file", str(key),
+                      "--image", str(tmp_path / "small.png")], capsys)
+    assert code == 2 and "--peers" in err and "'localhost'" in err
+    proc = PeerProcess(bundles / "a", 5, addresses, key, log=tmp_path / "p5.log")
+    assert proc.proc.wait(60) != 0
+    assert "no switch" in (tmp_path / "p5.log").read_text() and "device 5" in (tmp_path / "p5.log").read_text()
+    proc.stop()
