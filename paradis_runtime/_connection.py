@@ -4,8 +4,8 @@ whole frames, heartbeats and the peer deadline.
 
 A connection knows nothing about requests: it hands checked frames to its
 node (``paradis_runtime.peer.Peer``) and reports how it ended. Threads: one
-reader per connection (it also runs the handshake), writes from any thread
-under a lock, and with link emulation one writer thread per direction.
+reader per connection (it also runs the handshake) and one writer (frames
+are queued from any thread; link emulation holds them in that queue).
 """
 
 from __future__ import annotations
@@ -140,8 +140,9 @@ class Connection:
             self.sock.sendall(frame)  # one call per frame: header and payload in one buffer
 
     def send(self, frame: bytes) -> bool:
-        """Queues (link emulation) or writes one whole frame; False if the
-        connection is gone (it is then closed and reported)."""
+        """Queues one whole frame for the writer thread (which writes it at
+        once, or when the emulated link delivers it); False if the connection
+        is gone (it is then closed and reported)."""
         if self.closed:
             return False
         self.last_sent = time.monotonic()
@@ -277,9 +278,12 @@ class Connection:
             self.node._handshake_failed(self, HandshakeRefused(0, _why(e), remote=True))
             return
         self.sock.settimeout(self.config.peer_deadline)
-        if self.config.link.active:
-            self._writer = LinkWriter(self.config.link, self._write, lambda e: self.close(f"a write failed ({_why(e)})"),
-                                      name=f"link-{self.program.device}-{self.peer}")
+        # Frames leave from a writer thread, so a stage's compute never waits for
+        # the receiver to drain its socket (on one core per device it may be
+        # busy computing); with link emulation the same queue holds each frame
+        # until the emulated link delivers it.
+        self._writer = LinkWriter(self.config.link, self._write, lambda e: self.close(f"a write failed ({_why(e)})"),
+                                  name=f"writer-{self.program.device}-{self.peer}")
         self.ready = True
         self.node._connection_ready(self)
         self._loop()

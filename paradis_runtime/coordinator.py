@@ -121,7 +121,7 @@ class Coordinator:
         self.peer = Peer(staffed, config, self.peers, listen=None, trace=trace)
         self.peer.on_result = self._on_result
         self.peer.on_peer_lost = self._on_peer_lost
-        self.peer.on_peer_ready = lambda program, device: self._update_switch(f"device {device} is back")
+        self.peer.on_peer_ready = lambda program, device: self._update_switch()
         self.peer.on_request_error = self._on_request_error
         self.peer.on_tick = self._on_tick
         self._lock = threading.RLock()
@@ -155,8 +155,9 @@ class Coordinator:
                         if fatal else f"not ready within {timeout:g} s: is `paradis peer` running there?")
                 raise ConnectionError(f"switch {best.switch!r} cannot start: {'; '.join(lines)} ({hint}).")
             time.sleep(0.02)
+        with self._lock:
+            self._current = self._available()
         self._connected = True
-        self._update_switch("connected")
         log.info("connected: switch %s", self.switch)
         return self
 
@@ -189,17 +190,22 @@ class Coordinator:
                 return p
         return None
 
-    def _update_switch(self, why: str) -> None:
-        if not self._connected:
+    def _update_switch(self, why: Optional[str] = None) -> None:
+        """Moves new requests to the best switch whose devices are all
+        connected, and says why (``why`` None: a device came back)."""
+        if not self._connected or self._closed:
             return
         with self._lock:
             new = self._available()
             if new is self._current:
                 return
             old, self._current = self._current, new
-        if old is not None or new is None:
-            self.switch_log.append((time.monotonic(), old and old.switch, new and new.switch, why))
-            log.warning("%s: switch %s -> %s", why, old.switch if old else "none", new.switch if new else "none")
+        if why is None:
+            up = "better" if old is None or (new is not None and self.programs.index(new) < self.programs.index(old)) \
+                else "other"
+            why = f"a {up} switch is ready"
+        self.switch_log.append((time.monotonic(), old and old.switch, new and new.switch, why))
+        log.warning("%s: switch %s -> %s", why, old.switch if old else "none", new.switch if new else "none")
 
     # -- requests --------------------------------------------------------------
     def submit(self, image) -> Future:
@@ -311,7 +317,7 @@ class Coordinator:
                                              f"{message}"))
 
     def _on_tick(self, now: float) -> None:
-        self._update_switch("a better switch is ready")
+        self._update_switch()
         expired = []
         with self._lock:
             for rid, p in list(self._pending.items()):
