@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tf,jax,test]'
+	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery]'
 	touch $@
 
 # Debian packages: Fashion-MNIST (the built-in data set).

@@ -13,6 +13,10 @@ __all__ = ["add_network_arguments", "peer_config", "peer_addresses"]
 def add_network_arguments(p) -> None:
     p.add_argument("--peers", default="",
                    help="comma-separated HOST:PORT of devices 1, 2, ... (the same list on every device)")
+    p.add_argument("--discover", action="store_true",
+                   help="find the peers with DNS-SD (_paradis._tcp; needs the [discovery] extra) instead of --peers")
+    p.add_argument("--mdns-interface", action="append", default=None, metavar="IP",
+                   help="with --discover/--advertise: the interface to use (repeatable; default all)")
     p.add_argument("--session-key-file", required=True,
                    help="file holding the shared secret (>= 16 bytes; 32 random bytes as hex recommended)")
     p.add_argument("--link-mbps", type=non_negative_float, default=0.0,
@@ -25,9 +29,33 @@ def add_network_arguments(p) -> None:
                    help="seconds an inference may take before it is abandoned (default 2)")
 
 
-def peer_addresses(args) -> dict:
+def peer_addresses(args, above: int = 0, timeout: float = 5.0) -> dict:
+    """{device: (host, port)}: --peers, or with --discover the devices above
+    ``above`` found on the network within ``timeout`` (1, 2, ... in a row)."""
     from paradis_runtime.peer import parse_peers
 
+    if args.discover:
+        if args.peers:
+            raise UsageError("--discover and --peers exclude each other: give one.")
+        from paradis_runtime.discovery import discover
+        from paradis_runtime.manifest import read_manifest
+
+        bundle = Path(args.bundle)
+        most = max((e.get("num_devices", 1) for e in read_manifest(bundle)["switches"]), default=1) \
+            if (bundle / "manifest.json").is_file() else 1
+        try:
+            found = discover(bundle, range(above + 1, most), timeout, args.mdns_interface)
+        except ImportError as e:
+            raise UsageError(f"--discover: {e}") from None
+        out = {}
+        for d in range(1, most):
+            if d in found:
+                out[d] = found[d]
+            elif d > above:
+                break  # addresses are positional: stop at the first device not found
+        print(f"discovered: {', '.join(f'device {d} at {h}:{p}' for d, (h, p) in out.items() if d > above) or 'none'}",
+              flush=True)
+        return out
     try:
         return parse_peers(args.peers)
     except ValueError as e:

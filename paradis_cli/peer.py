@@ -33,6 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--listen", default=None,
                    help="HOST:PORT to accept connections on (default: this device's entry in --peers)")
     add_network_arguments(p)
+    p.add_argument("--advertise", action="store_true",
+                   help="advertise this device with DNS-SD (_paradis._tcp) at its --listen address")
     p.add_argument("--trace", default=None, help="append one JSON line per request (stage times) to this file")
 
 
@@ -44,13 +46,15 @@ def run(args) -> None:
     if not bundle.exists():
         raise UsageError(f"--bundle {args.bundle}: no such folder.")
     config = peer_config(args)
-    peers = peer_addresses(args)
     listen = None
     if args.listen:
         try:
             listen = parse_address(args.listen, "--listen")
         except ValueError as e:
             raise UsageError(str(e)) from None
+    if args.advertise and listen is None:
+        raise UsageError("--advertise needs --listen HOST:PORT (the address other devices reach this one at).")
+    peers = peer_addresses(args, above=args.device, timeout=10.0)
     switches = [s for s in args.switch.split(",") if s] if args.switch else None
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -63,11 +67,24 @@ def run(args) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     host, port = peer.listen
+    advertiser = None
+    if args.advertise:
+        from paradis_runtime.discovery import Advertiser
+
+        try:
+            advertiser = Advertiser(bundle, args.device, host, port, args.mdns_interface,
+                                    model=peer.programs[0].graph["model"])
+        except (ImportError, ValueError) as e:
+            peer.stop(graceful=False)
+            raise UsageError(f"--advertise: {e}") from None
     print(f"device {args.device} ready on {host}:{port}: switches "
-          f"{', '.join(p.switch for p in peer.programs)}; {config.link.describe()}", flush=True)
+          f"{', '.join(p.switch for p in peer.programs)}; {config.link.describe()}"
+          + ("; advertised as _paradis._tcp" if advertiser else ""), flush=True)
     try:
         while not stop.wait(0.5):
             pass
     finally:
         print(f"device {args.device} leaving", flush=True)
+        if advertiser:
+            advertiser.close()
         peer.stop(graceful=True)

@@ -101,7 +101,7 @@ def run(args) -> None:
     if not bundle.exists():
         raise UsageError(f"--bundle {args.bundle}: no such folder.")
     config = peer_config(args)
-    peers = peer_addresses(args)
+    peers = peer_addresses(args, timeout=args.connect_timeout)
     graph = read_graph(resolve_graph(bundle), check_files=False)
     labels, names = None, None
     if args.image:

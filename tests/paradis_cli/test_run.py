@@ -113,3 +113,21 @@ def test_bad_key_image_and_device(bundles, peer, tmp_path, capsys):
     assert proc.proc.wait(60) != 0
     assert "no switch" in (tmp_path / "p5.log").read_text() and "device 5" in (tmp_path / "p5.log").read_text()
     proc.stop()
+
+
+def test_discovery_end_to_end(bundles, tmp_path, capsys):
+    pytest.importorskip("zeroconf")
+    port = free_ports(1)[0]
+    key = key_file(tmp_path)
+    proc = PeerProcess(bundles / "a", 1, "", key, "--listen", f"127.0.0.1:{port}", "--advertise",
+                       "--mdns-interface", "127.0.0.1", log=tmp_path / "p1.log")
+    try:
+        proc.wait_ready()
+        np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.float32))
+        code = main(["run", "--bundle", str(bundles / "a"), "--discover", "--mdns-interface", "127.0.0.1",
+                     "--session-key-file", str(key), "--image", str(tmp_path / "x.npy")])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert f"discovered: device 1 at 127.0.0.1:{port}" in out and "switch 2x0.5:" in out
+    finally:
+        proc.stop()
