@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import select
 import socket
 import threading
 import time
@@ -93,12 +94,21 @@ class HandshakeRefused(ConnectionError):
         super().__init__(f"{'the peer refused: ' if remote else ''}{name}: {message}")
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytearray:
-    """Exactly ``n`` bytes (allocated only now, after the header checks)."""
+def _recv_exact(sock: socket.socket, n: int, deadline: Optional[float] = None) -> bytearray:
+    """Exactly ``n`` bytes (allocated only now, after the header checks).
+
+    ``deadline`` (monotonic): the whole read must end by then, however the
+    bytes trickle in (a socket timeout bounds each recv, not the read).
+    """
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
     while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("deadline")
+            sock.settimeout(left)
         k = sock.recv_into(view[got:], n - got)
         if k == 0:
             raise PeerClosed("the peer closed the connection" if got == 0 else
@@ -146,15 +156,36 @@ class Connection:
         if self.closed:
             return False
         self.last_sent = time.monotonic()
-        if self._writer is not None:
-            self._writer.put(frame)
-            return True
-        try:
-            self._write(frame)
-            return True
-        except (OSError, ValueError) as e:
-            self.close(f"a write failed ({_why(e)})")
+        writer = self._writer
+        if writer is None:  # before the handshake completed: HELLO and AUTH are written directly
+            try:
+                self._write(frame)
+                return True
+            except (OSError, ValueError) as e:
+                self.close(f"a write failed ({_why(e)})")
+                return False
+        if not self.config.link.active:
+            # The real network: write at once from this thread when nothing is
+            # queued and the socket takes the frame without blocking (no thread
+            # hand-off); what it does not take goes to the writer, in order.
+            with self._wlock:
+                sent, error = 0, None
+                if writer.idle:
+                    try:
+                        sent = self.sock.send(frame, socket.MSG_DONTWAIT) if _writable(self.sock) else 0
+                    except BlockingIOError:
+                        sent = 0
+                    except (OSError, ValueError) as e:
+                        sent, error = -1, e
+                if sent == len(frame):
+                    return True
+                if sent >= 0:
+                    writer.put(memoryview(frame)[sent:] if sent else frame)
+                    return True
+            self.close(f"a write failed ({_why(error)})")
             return False
+        writer.put(frame)
+        return True
 
     def heartbeat(self, now: float) -> None:
         if self.ready and not self.closed and now - self.last_sent >= self.config.heartbeat_interval:
@@ -189,8 +220,8 @@ class Connection:
         self.node._connection_closed(self, reason, code, remote)
 
     # -- reading -------------------------------------------------------------
-    def _read(self, allowed, ready: bool):
-        header = _recv_exact(self.sock, HEADER_LEN)
+    def _read(self, allowed, ready: bool, deadline: Optional[float] = None):
+        header = _recv_exact(self.sock, HEADER_LEN, deadline)
         self.last_recv = time.monotonic()
         expected = None
         peer_is_input = False
@@ -199,7 +230,7 @@ class Connection:
             peer_is_input = self.peer == self.program.input_device
         h = check_header(header, allowed, expected, peer_is_input=peer_is_input, ready=ready,
                          max_frame_bytes=self.config.max_frame_bytes)
-        payload = _recv_exact(self.sock, h.payload_len) if h.payload_len else bytearray()
+        payload = _recv_exact(self.sock, h.payload_len, deadline) if h.payload_len else bytearray()
         self.last_recv = time.monotonic()
         return h, payload
 
@@ -214,8 +245,7 @@ class Connection:
             return left
 
         def read(kind):
-            self.sock.settimeout(timeout())
-            h, payload = self._read((kind, FrameType.ERROR), ready=False)
+            h, payload = self._read((kind, FrameType.ERROR), ready=False, deadline=deadline)
             if h.type == FrameType.ERROR:
                 code, _, message = decode_error(payload)
                 raise HandshakeRefused(code, message, remote=True)
@@ -311,6 +341,15 @@ class Connection:
             except (OSError, ValueError) as e:
                 self.close(_why(e), remote=isinstance(e, PeerClosed))
                 return
+            except Exception as e:  # a defect here must cost one connection, never the peer
+                log.exception("internal error on %r", self)
+                self.close(f"internal error ({type(e).__name__}: {e})")
+                return
+
+
+def _writable(sock: socket.socket) -> bool:
+    """The socket's send buffer has room now (poll, no wait)."""
+    return bool(select.select((), (sock,), (), 0)[1])
 
 
 def _why(e: BaseException) -> str:

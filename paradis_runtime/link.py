@@ -85,6 +85,11 @@ class LinkWriter:
             self._queue.append((self.due(len(frame), time.monotonic()), frame))
             self._cond.notify()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or being written."""
+        return not self._queue
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -104,14 +109,15 @@ class LinkWriter:
                 time.sleep(wait - _SPIN_S)
             while time.monotonic() < due:
                 pass
-            with self._cond:
-                if self._closed:
-                    return
-                self._queue.popleft()
             try:
                 self._write(frame)
             except (OSError, ValueError) as e:
                 self.close()
                 self._on_error(e)
                 return
+            with self._cond:
+                # Popped only once written: while a frame is queued or being
+                # written, `idle` is False and nobody writes past it.
+                if self._queue:
+                    self._queue.popleft()
 

@@ -157,10 +157,11 @@ class Peer:
                     self._spawn(self._dial_loop, f"dial-{self.device}-{d}-{p.switch}", p, d)
         return self
 
-    def _spawn(self, target, name, *args) -> None:
+    def _spawn(self, target, name, *args, keep: bool = True) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
         t.start()
-        self._threads.append(t)
+        if keep:  # accepted connections come and go: their threads are not kept
+            self._threads.append(t)
 
     def stop(self, graceful: bool = True) -> None:
         """Leaves: SHUTTING_DOWN on every connection (the coordinator falls back
@@ -206,7 +207,7 @@ class Peer:
                 self._pending += 1
             conn = Connection(self, sock, f"{addr[0]}:{addr[1]}")
             conn._counted = True
-            self._spawn(conn.run, f"conn-{self.device}-{addr[1]}")
+            self._spawn(conn.run, f"conn-{self.device}-{addr[1]}", keep=False)
 
     def _dial_loop(self, program: DeviceProgram, device: int) -> None:
         host, port = self.addresses[device]
