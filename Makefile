@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := dataset-fashion-mnist
+DEBIAN_PACKAGES := dataset-fashion-mnist openssl
 # Two workers (the CI machine has 2 cores); whole files per worker so module fixtures build once.
 PYTEST := $(PY) -m pytest -q -m "not large" -p no:cacheprovider -n 2 --dist loadfile
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery]'
 	touch $@
 
-# Debian packages: Fashion-MNIST (the built-in data set).
+# Debian packages: Fashion-MNIST (the built-in data set); openssl (test certificates for TLS).
 system-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

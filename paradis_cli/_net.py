@@ -23,6 +23,10 @@ def add_network_arguments(p) -> None:
                    help="emulate a link of this bandwidth when sending (benchmarks; 0 = off)")
     p.add_argument("--link-latency-ms", type=non_negative_float, default=0.0,
                    help="emulate this one-way latency when sending (benchmarks; 0 = off)")
+    p.add_argument("--tls-cert", default=None, help="TLS: this device's certificate (PEM); a listening device needs it")
+    p.add_argument("--tls-key", default=None, help="TLS: the key of --tls-cert (PEM)")
+    p.add_argument("--tls-ca", default=None,
+                   help="TLS: the certificate(s) the devices this one dials must present (PEM)")
     p.add_argument("--peer-deadline", type=positive_float, default=2.0,
                    help="seconds of silence after which a peer is declared lost (default 2)")
     p.add_argument("--request-deadline", type=positive_float, default=2.0,
@@ -70,9 +74,15 @@ def peer_config(args):
         raise UsageError(f"--session-key-file {args.session_key_file}: no such file (write one with "
                          "`python -c 'import secrets; print(secrets.token_hex(32))' > KEY`).")
     key = path.read_bytes().strip()
+    from paradis_runtime import TLS
+
+    try:
+        tls = TLS(args.tls_cert, args.tls_key, args.tls_ca) if (args.tls_cert or args.tls_key or args.tls_ca) else None
+    except ValueError as e:
+        raise UsageError(f"--tls-cert/--tls-key/--tls-ca: {e}") from None
     try:
         return PeerConfig(key=key, link=Link(args.link_mbps, args.link_latency_ms), peer_deadline=args.peer_deadline,
-                          request_deadline=args.request_deadline)
+                          request_deadline=args.request_deadline, tls=tls)
     except ValueError as e:
         raise UsageError(f"--session-key-file {args.session_key_file}: {e}" if "session key" in str(e)
                          else str(e)) from None

@@ -26,12 +26,66 @@ from paradis_runtime.frames import (
 )
 from paradis_runtime.link import Link, LinkWriter
 
-__all__ = ["PeerConfig", "Connection", "HandshakeRefused", "PeerClosed"]
+__all__ = ["PeerConfig", "TLS", "Connection", "HandshakeRefused", "PeerClosed"]
 
 log = logging.getLogger("paradis.peer")
 
 _READY_TYPES = (FrameType.TENSOR, FrameType.ERROR, FrameType.HEARTBEAT, FrameType.CANCEL)
 _HEARTBEAT = encode_header(Header(type=FrameType.HEARTBEAT))
+
+
+@dataclass(frozen=True)
+class TLS:
+    """Optional TLS around every connection (the HELLO/AUTH handshake still
+    runs inside it: TLS adds confidentiality and integrity on the path, the
+    handshake keeps deciding who may join).
+
+    Args:
+        cert, key: PEM files of this device's certificate and key; a device
+            that listens needs them.
+        ca: PEM file of the certificate(s) a dialed peer must present (its
+            own self-signed certificate, or the CA that signed it); a device
+            that dials needs it. Host names are not checked: devices on a LAN
+            are reached by IP, and the chain plus the session key decide.
+    """
+
+    cert: Optional[str] = None
+    key: Optional[str] = None
+    ca: Optional[str] = None
+
+    def __post_init__(self):
+        import os
+
+        for name in ("cert", "key", "ca"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"TLS: {name} must be a PEM file, received {path!r} (no such file).")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError(f"TLS: give cert and key together, received cert={self.cert!r}, key={self.key!r}.")
+        if self.cert is None and self.ca is None:
+            raise ValueError("TLS: give cert and key (to listen), ca (to dial), or both; received none.")
+
+    def server_context(self):
+        import ssl
+
+        if self.cert is None:
+            raise ValueError("TLS: this device listens, so it needs cert and key.")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+    def client_context(self):
+        import ssl
+
+        if self.ca is None:
+            raise ValueError("TLS: this device dials others, so it needs ca (the certificate they present).")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(self.ca)
+        return ctx
 
 
 @dataclass(frozen=True)
@@ -47,6 +101,7 @@ class PeerConfig:
         max_pending: unauthenticated connections a listener holds at once.
         link: sender-side link emulation (benchmarks; off by default).
         connect_timeout: seconds for one TCP connect attempt.
+        tls: optional TLS around every connection.
     """
 
     key: bytes
@@ -59,6 +114,7 @@ class PeerConfig:
     max_pending: int = 8
     link: Link = Link()
     connect_timeout: float = 2.0
+    tls: Optional[TLS] = None
 
     def __post_init__(self):
         object.__setattr__(self, "key", check_key(self.key))
@@ -90,8 +146,8 @@ class HandshakeRefused(ConnectionError):
     def __init__(self, code: int, message: str, remote: bool):
         self.code = code
         self.remote = remote
-        name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else str(code)
-        super().__init__(f"{'the peer refused: ' if remote else ''}{name}: {message}")
+        name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else str(code) if code else ""
+        super().__init__(f"{'the peer refused: ' if remote and code else ''}{name + ': ' if name else ''}{message}")
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: Optional[float] = None) -> bytearray:
@@ -164,7 +220,7 @@ class Connection:
             except (OSError, ValueError) as e:
                 self.close(f"a write failed ({_why(e)})")
                 return False
-        if not self.config.link.active:
+        if not self.config.link.active and self.config.tls is None:
             # The real network: write at once from this thread when nothing is
             # queued and the socket takes the frame without blocking (no thread
             # hand-off); what it does not take goes to the writer, in order.

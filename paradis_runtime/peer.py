@@ -138,6 +138,13 @@ class Peer:
 
     # -- life ------------------------------------------------------------------
     def start(self) -> "Peer":
+        tls = self.config.tls
+        if tls is not None:
+            # Contexts once, and their errors (a device that listens without a certificate) before any thread.
+            if self.listen is not None:
+                self._server_tls = tls.server_context()
+            if any(d > self.device for p in self.programs for d in p.neighbours):
+                self._client_tls = tls.client_context()
         self._running = True
         if self.listen is not None:
             sock = socket.create_server(self.listen, reuse_port=False)
@@ -207,7 +214,21 @@ class Peer:
                 self._pending += 1
             conn = Connection(self, sock, f"{addr[0]}:{addr[1]}")
             conn._counted = True
-            self._spawn(conn.run, f"conn-{self.device}-{addr[1]}", keep=False)
+            self._spawn(self._serve_accepted, f"conn-{self.device}-{addr[1]}", conn, keep=False)
+
+    def _serve_accepted(self, conn: Connection) -> None:
+        if self.config.tls is not None:
+            # The TLS handshake runs here, not in the accept loop, under the handshake deadline.
+            try:
+                conn.sock.settimeout(self.config.handshake_timeout)
+                conn.sock = self._server_tls.wrap_socket(conn.sock, server_side=True)
+            except (OSError, ValueError) as e:
+                conn.sock.close()
+                conn.closed = True
+                self._handshake_failed(conn, HandshakeRefused(0, f"TLS: {e}", remote=False))
+                log.info("device %d: TLS handshake from %s failed: %s", self.device, conn.address, e)
+                return
+        conn.run()
 
     def _dial_loop(self, program: DeviceProgram, device: int) -> None:
         host, port = self.addresses[device]
@@ -221,6 +242,16 @@ class Peer:
                 time.sleep(backoff)
                 backoff = min(1.0, backoff * 2)
                 continue
+            if self.config.tls is not None:
+                try:
+                    sock = self._client_tls.wrap_socket(sock)
+                except (OSError, ValueError) as e:
+                    sock.close()
+                    with self._lock:
+                        self.dial_errors[(program.sha256, device)] = HandshakeRefused(0, f"TLS: {e}", remote=False)
+                    time.sleep(backoff)
+                    backoff = min(1.0, backoff * 2)
+                    continue
             conn = Connection(self, sock, f"{host}:{port}", program=program, peer=device)
             conn.run()  # returns when the connection ends
             if conn.ready:
