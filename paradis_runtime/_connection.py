@@ -17,11 +17,11 @@ import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from paradis_runtime.frames import (
-    HEADER_LEN, MAX_FRAME_BYTES, ErrorCode, FrameError, FrameType, Header, Hello, auth_mac, check_header, check_key,
+    HEADER_LEN, MAX_FRAME_BYTES, MAX_REQUEST_ID, ErrorCode, FrameError, FrameType, Header, Hello, auth_mac, check_header, check_key,
     decode_error, decode_hello, encode_error, encode_header, encode_hello,
 )
 from paradis_runtime.link import Link, LinkWriter
@@ -194,6 +194,7 @@ class Connection:
         self.last_recv = self.last_sent = time.monotonic()
         self._wlock = threading.Lock()
         self._writer: Optional[LinkWriter] = None
+        self._accept: dict = {}  # header bytes but request_id -> Header (section 6 fast path)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def __repr__(self) -> str:
@@ -279,6 +280,17 @@ class Connection:
     def _read(self, allowed, ready: bool, deadline: Optional[float] = None):
         header = _recv_exact(self.sock, HEADER_LEN, deadline)
         self.last_recv = time.monotonic()
+        if ready:
+            # Fast path: a header equal, but for request_id, to one the graph
+            # says this peer sends passes every check of section 6 by
+            # construction; anything else goes through them in order.
+            known = self._accept.get(bytes(header[:24]) + bytes(header[32:]))
+            if known is not None:
+                rid = int.from_bytes(header[24:32], "little")
+                if (1 <= rid <= MAX_REQUEST_ID) if known.type == FrameType.TENSOR else rid == 0:
+                    payload = _recv_exact(self.sock, known.payload_len) if known.payload_len else bytearray()
+                    self.last_recv = time.monotonic()
+                    return (replace(known, request_id=rid) if rid else known), payload
         expected = None
         peer_is_input = False
         if self.program is not None and self.peer is not None:
@@ -370,6 +382,8 @@ class Connection:
         # until the emulated link delivers it.
         self._writer = LinkWriter(self.config.link, self._write, lambda e: self.close(f"a write failed ({_why(e)})"),
                                   name=f"writer-{self.program.device}-{self.peer}")
+        self._accept = dict(self.program.accept.get(self.peer, {}))
+        self._accept[_HEARTBEAT[:24] + _HEARTBEAT[32:]] = Header(type=FrameType.HEARTBEAT)
         self.ready = True
         self.node._connection_ready(self)
         self._loop()

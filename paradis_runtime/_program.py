@@ -19,7 +19,8 @@ from typing import Optional
 
 import numpy as np
 
-from paradis_runtime.frames import HEADER_LEN, MAX_FRAME_BYTES, NO_TENSOR, TensorSpec
+from paradis_runtime.frames import (DTYPE_CODES, HEADER_LEN, MAX_FRAME_BYTES, NO_TENSOR, FrameType, Header,
+                                   TensorSpec, decode_header, encode_header)
 from paradis_runtime.fusion_graph import FusionGraphError, input_problem, read_graph
 
 __all__ = ["DeviceProgram", "InputCheck", "StageRun", "programs_for", "quantize_input"]
@@ -150,6 +151,15 @@ class DeviceProgram:
                 self.send_to.setdefault(name, []).append(dst)
             if dst == device:
                 self.expected.setdefault(src, {})[self.ids[name]] = self.specs[name]
+        # Every header this device writes or accepts for a tensor is fixed by
+        # the graph but for request_id (bytes 24..32): precomputed once, so a
+        # frame is three joins to write and one dict lookup to accept.
+        self._templates = {name: self._header(name) for name, _, _ in wire}
+        self.accept: dict = {}  # peer -> {header without request_id: Header with request_id 0}
+        for peer, specs in self.expected.items():
+            for tid, spec in specs.items():
+                h = self._templates[spec.name]
+                self.accept.setdefault(peer, {})[h[:24] + h[32:]] = decode_header(h)
         self.neighbours = sorted({d for _, s, t in wire for d in (s, t) if device in (s, t)} - {device})
         self.is_input = device == self.input_device
         self.is_fusion = device == self.fusion["device"]
@@ -180,6 +190,22 @@ class DeviceProgram:
             self.stages.append(StageRun(s["name"], tuple(s["inputs"]), tuple(s["outputs"]),
                                         interpreter.get_signature_runner(s["signature"])))
         self._interpreter = interpreter  # the runners borrow it
+
+    def _header(self, name: str) -> bytes:
+        spec = self.specs[name]
+        return encode_header(Header(type=FrameType.TENSOR, payload_len=spec.payload_len, request_id=0,
+                                    tensor_id=self.ids[name], dtype=DTYPE_CODES[spec.dtype][0], dims=spec.shape))
+
+    def frame(self, name: str, rid: int, array) -> bytes:
+        """The TENSOR frame of ``name`` for request ``rid`` (header and payload,
+        one buffer for one write)."""
+        spec = self.specs[name]
+        payload = np.ascontiguousarray(array, dtype=DTYPE_CODES[spec.dtype][2])
+        if payload.nbytes != spec.payload_len:
+            raise ValueError(f"{self.graph_path}: tensor '{name}' is {list(spec.shape)} {spec.dtype}; received an "
+                             f"array of shape {list(np.shape(array))}.")
+        h = self._templates[name]
+        return b"".join((h[:24], rid.to_bytes(8, "little"), h[32:], payload.data))
 
     def wire_array(self, name: str, payload) -> np.ndarray:
         """A received payload as the graph's array (no copy)."""

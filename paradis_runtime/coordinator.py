@@ -29,7 +29,7 @@ import numpy as np
 
 from paradis_runtime._connection import HandshakeRefused, PeerConfig
 from paradis_runtime._program import DeviceProgram, InputCheck, programs_for, quantize_input
-from paradis_runtime.frames import ErrorCode, FrameType, Header, encode_header, tensor_frame
+from paradis_runtime.frames import ErrorCode, FrameType, Header, encode_header
 from paradis_runtime.peer import Peer, parse_peers
 
 __all__ = ["Coordinator", "Result", "RequestFailed", "connect"]
@@ -254,7 +254,7 @@ class Coordinator:
             return
         targets = program.send_to.get(program.input_name, ())
         if targets:
-            frame = tensor_frame(program.ids[program.input_name], rid, wire, program.specs[program.input_name].dtype)
+            frame = program.frame(program.input_name, rid, wire)
             t0 = time.monotonic()
             for d in targets:
                 self.peer.send_to(program, d, frame, wait=0)

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig
 from paradis_runtime._program import DeviceProgram, programs_for
-from paradis_runtime.frames import ErrorCode, FrameError, FrameType, Header, decode_error, encode_error, tensor_frame
+from paradis_runtime.frames import ErrorCode, FrameError, FrameType, Header, decode_error, encode_error
 from paradis_runtime.schedule import fuse_partials
 
 __all__ = ["Peer", "PeerConfig", "parse_address", "parse_peers", "serve"]
@@ -123,6 +123,7 @@ class Peer:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._compute = threading.Lock()  # one stage at a time, on whichever thread runs it
         self._running = False
         self._threads: list = []
         self._listener: Optional[socket.socket] = None
@@ -342,7 +343,15 @@ class Peer:
                                      f"tensor {name!r} twice for request {h.request_id}")
                 st.tensors[name] = program.wire_array(name, payload)
                 st.arrivals[conn.peer] = time.monotonic() - st.created
-            self._work.put((program, h.request_id))
+            # Compute here, on the reader thread, when no stage is running (one
+            # thread hand-off less per exchange); else the compute thread will.
+            if self._compute.acquire(blocking=False):
+                try:
+                    self._run(program, h.request_id)
+                finally:
+                    self._compute.release()
+            else:
+                self._work.put((program, h.request_id))
         elif h.type == FrameType.CANCEL:
             with self._lock:
                 self._tables[program.sha256].drop(h.request_id)
@@ -395,19 +404,23 @@ class Peer:
             item = self._work.get()
             if item is None:
                 return
-            program, rid = item
-            try:
-                self._advance(program, rid)
-            except Exception as e:  # a stage raised: this request fails, the peer keeps serving
-                # LiteRT repeats its error reporter's text on every failed call: keep the first line.
-                e = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
-                log.error("device %d: request %d failed in %s: %s", self.device, rid, program.describe(), e)
-                with self._lock:
-                    self._tables[program.sha256].drop(rid)
-                if not program.is_input:
-                    self._notify_input(program, ErrorCode.STAGE_FAILED, rid, f"device {self.device}: {e}")
-                elif self.on_request_error:
-                    self.on_request_error(program, self.device, rid, ErrorCode.STAGE_FAILED, str(e))
+            with self._compute:
+                self._run(*item)
+
+    def _run(self, program: DeviceProgram, rid: int) -> None:
+        """``_advance`` under the compute lock; a stage that raises fails its request only."""
+        try:
+            self._advance(program, rid)
+        except Exception as e:  # a stage raised: this request fails, the peer keeps serving
+            # LiteRT repeats its error reporter's text on every failed call: keep the first line.
+            e = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+            log.error("device %d: request %d failed in %s: %s", self.device, rid, program.describe(), e)
+            with self._lock:
+                self._tables[program.sha256].drop(rid)
+            if not program.is_input:
+                self._notify_input(program, ErrorCode.STAGE_FAILED, rid, f"device {self.device}: {e}")
+            elif self.on_request_error:
+                self.on_request_error(program, self.device, rid, ErrorCode.STAGE_FAILED, str(e))
 
     def _advance(self, program: DeviceProgram, rid: int) -> None:
         """Runs every stage of ``rid`` whose inputs are here, in order, and
@@ -435,7 +448,7 @@ class Peer:
             for name in stage.outputs:
                 for device in program.send_to.get(name, ()):
                     t0 = time.monotonic()
-                    frame = tensor_frame(program.ids[name], rid, outputs[name], program.specs[name].dtype)
+                    frame = program.frame(name, rid, outputs[name])
                     if not self.send_to(program, device, frame):
                         log.warning("device %d: request %d: no connection to device %d (%s) for %r", self.device,
                                     rid, device, program.switch, name)
