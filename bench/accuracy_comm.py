@@ -15,6 +15,11 @@ Variants (each trained alone with the same recipe and epochs):
                selection)
   disco_B      learned gates, budget B annealed over the first half, then
                finalize_gates and one epoch of fine-tuning (B = 0.5, 0.2, 0.1)
+  disco_link   the disco_B recipe with a latency-aware budget instead of a byte
+               ratio: Link(mbps=200, latency_ms=2), each device's modelled
+               time (latency of every exchange point + bytes / bandwidth) at
+               0.2 of its dense tensor-parallel time (docs/link_budget.md);
+               its comm_ratio is in bytes, like the other rows
 Metrics: top1 (mean over seeds, with spread), comm_ratio, flops_per_device_ratio,
 params_per_device_ratio (to the unsplit model), gap_recovered =
 (top1 - independent) / (unsplit - independent).
@@ -40,7 +45,9 @@ import _common as C  # noqa: E402
 
 REGIMES = {"full": {"devices": 2, "width": 1.0}, "narrow": {"devices": 4, "width": 0.25}}
 VARIANTS = ("unsplit", "dense_tp", "independent", "random_0.2", "random_annealed_0.2", "disco_0.5", "disco_0.2",
-            "disco_0.1")
+            "disco_0.1", "disco_link")
+# disco_link's budget: paradis_tf.training.Link(**LINK_BUDGET).
+LINK_BUDGET = {"mbps": 200.0, "latency_ms": 2.0}
 PRESETS = {
     "gpu": {"train_limit": None, "test_limit": None, "epochs": 12, "seeds": 3, "batch_size": 128, "lr": 1e-3},
     "cpu": {"train_limit": 20000, "test_limit": 5000, "epochs": 4, "seeds": 2, "batch_size": 128, "lr": 1e-2},
@@ -64,7 +71,11 @@ def run_variant(regime, variant, seed, setting, data):
     model = CifarResNet(depth=20, width=REGIMES[regime]["width"], num_classes=10, input_shape=(28, 28, 1),
                         switches=switch, gates=gates)
     kw = {}
-    if variant.startswith(("disco_", "random_annealed_")):
+    if variant == "disco_link":
+        from paradis_tf.training import Link
+
+        kw = {"budget": Link(**LINK_BUDGET), "finalize": True, "finetune_epochs": 1}
+    elif variant.startswith(("disco_", "random_annealed_")):
         kw = {"budget": float(variant.split("_")[-1]), "finalize": True, "finetune_epochs": 1,
               "random_ranking": variant.startswith("random_annealed_")}
     elif variant.startswith("random_"):

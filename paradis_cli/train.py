@@ -30,6 +30,11 @@ def add_arguments(t) -> None:
     t.add_argument("--switches", default="1x1.0,2x0.5,4x0.25", help="comma-separated switches")
     t.add_argument("--budget", type=traffic_ratio, default=None,
                    help="target traffic ratio of every multi-device switch (learned gates); none: no penalty")
+    t.add_argument("--link-mbps", type=positive_float, default=None,
+                   help="a link budget instead of --budget: its bandwidth (with --link-latency-ms); every exchange "
+                        "point costs its latency plus bytes/bandwidth, so traffic gathers in few layers")
+    t.add_argument("--link-latency-ms", type=non_negative_float, default=None,
+                   help="a link budget: the one-way latency per exchange (with --link-mbps)")
     t.add_argument("--gates", choices=("learned", "open", "shut"), default="learned")
     t.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier")
     t.add_argument("--epochs", type=positive_int, default=10)
@@ -113,6 +118,12 @@ def run(args) -> dict:
         switches = SwitchSet(args.switches)
     except ValueError as e:
         raise UsageError(f"--switches: {e}") from None
+    if (args.link_mbps is None) != (args.link_latency_ms is None):
+        raise UsageError(f"--link-mbps and --link-latency-ms go together, received --link-mbps {args.link_mbps} and "
+                         f"--link-latency-ms {args.link_latency_ms}.")
+    if args.link_mbps is not None and args.budget is not None:
+        raise UsageError(f"--budget {args.budget} and a link budget (--link-mbps/--link-latency-ms) exclude each "
+                         "other: give one.")
     created = not os.path.exists(args.out)
     try:
         return _train(args, switches)
@@ -137,9 +148,14 @@ def _train(args, switches) -> dict:
     steps_per_epoch = int(train_ds.cardinality())
     model = build_model(args.model, width=args.width, num_classes=len(classes), input_shape=input_shape,
                         switches=switches, gates=args.gates)
-    budget = args.budget if args.budget is not None and model.learned_switches() else None
-    if args.budget is not None and budget is None:
-        print(f"warning: --budget ignored: gates are '{args.gates}', nothing is learned", file=sys.stderr)
+    asked = args.budget
+    if args.link_mbps is not None:
+        from paradis_tf.training import Link
+
+        asked = Link(mbps=args.link_mbps, latency_ms=args.link_latency_ms)
+    budget = asked if asked is not None and model.learned_switches() else None
+    if asked is not None and budget is None:
+        print(f"warning: the budget is ignored: gates are '{args.gates}', nothing is learned", file=sys.stderr)
     anneal = args.anneal_epochs or max(1, args.epochs // 2)
     model.compile(
         optimizer=keras.optimizers.Adam(args.lr),
@@ -189,7 +205,8 @@ def _train(args, switches) -> dict:
         })
     print(_table(rows))
     report = {"model": model.name, "dataset": args.dataset, "classes": list(classes),
-              "switches": list(switches.names), "budget": budget, "epochs": args.epochs, "results": rows,
+              "switches": list(switches.names),
+              "budget": budget.get_config() if hasattr(budget, "get_config") else budget, "epochs": args.epochs, "results": rows,
               "devices": summary}
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(report, f, indent=2)

@@ -8,12 +8,16 @@ dense tensor-parallel bytes, gates weighted by their sigmoid) down to a budget
 annealed from 1.0 to the target (DISCO). The gates in use meet the current
 budget exactly at every step (the top gate logits that fit, one cut per
 switch), so what training learns is which channels are worth their bytes.
-After training, ``finalize_gates`` pins that cut, and
-``recalibrate_batch_norm`` recomputes every switch's batch-norm statistics.
+A budget may also be a ``Link`` (bandwidth and latency): it charges time,
+latency included, for every exchange point a device uses, so the gates
+gather traffic in few layers (see ``link_budget.py``). After training,
+``finalize_gates`` pins that cut, and ``recalibrate_batch_norm`` recomputes
+every switch's batch-norm statistics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Mapping, Optional, Union
 
@@ -27,6 +31,7 @@ from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNorm
 from paradis_tf.switches import SwitchSet
 from paradis_tf.training._odd_batch import even_batch, needs_even_batches
 from paradis_tf.training.budget_schedule import BudgetSchedule
+from paradis_tf.training.link_budget import Link, LinkCost, LinkRatio, LinkTerm, SwitchLink
 
 __all__ = ["SplitModel"]
 
@@ -89,6 +94,7 @@ class _Plan:
         self.traffic = traffic  # {switch name: [_TrafficTerm]}
         self.outputs = outputs  # {switch name: KerasTensor}
         self.switch_models = {}
+        self.links = {}  # {(switch name, Link): SwitchLink}
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
@@ -140,6 +146,7 @@ class SplitModel(keras.Model):
         self._switch_metrics = [m for t in self._trackers.values() for m in t.values()]
         self._budgets = {}
         self._budget_trackers = {}
+        self._time_trackers = {}
 
     # -- structure ------------------------------------------------------------
     @property
@@ -252,12 +259,48 @@ class SplitModel(keras.Model):
             return None
         return float(ops.convert_to_numpy(self._traffic_ratio(name)))
 
+    def _switch_link(self, name, link: Link) -> SwitchLink:
+        """The static exchange points of switch ``name`` on ``link`` (cached)."""
+        key = (name, link)
+        if key not in self._plan.links:
+            terms = []
+            for t in self._plan.traffic[name]:
+                if t.layer.has_learned_gates(t.index):
+                    terms.append(LinkTerm(t.positions, t.remote, temperature=t.layer.gates.temperature))
+                else:
+                    terms.append(LinkTerm(t.positions, t.remote, fixed_gate=t.layer.gate_values(t.index)))
+            self._plan.links[key] = SwitchLink(link, terms, self._switch_set[name].num_devices)
+        return self._plan.links[key]
+
+    def link_cost(self, switch, link: Optional[Link] = None) -> LinkCost:
+        """The modelled communication of a switch's gates as deployed
+        (binary: the last cut or the pins) on a link: per device its time,
+        target, exchange points and bytes received.
+
+        Args:
+            switch: index, name or Switch.
+            link: a ``Link``; default the switch's compiled Link budget.
+        """
+        name = self._switch_set[switch].name
+        if link is None:
+            link = self._budgets.get(name)
+            if not isinstance(link, Link):
+                raise ValueError(
+                    f"link_cost: switch '{name}' has no compiled Link budget (its budget: {link!r}); pass link=."
+                )
+        if not isinstance(link, Link):
+            raise ValueError(f"link must be a Link, received {link!r}.")
+        if not self._plan.traffic[name]:
+            raise ValueError(f"link_cost: switch '{name}' does not communicate (one device, or no split layer).")
+        terms = self._plan.traffic[name]
+        return self._switch_link(name, link).cost([t.layer.gate_values(t.index) for t in terms])
+
     # -- compile --------------------------------------------------------------
     def compile(
         self,
         optimizer="adam",
         loss=None,
-        budget: Union[None, float, Mapping[str, float]] = None,
+        budget: Union[None, float, Link, Mapping[str, Union[float, Link]]] = None,
         budget_schedule: Optional[BudgetSchedule] = None,
         distillation_weight: float = 1.0,
         comm_weight: float = 4.0,
@@ -271,14 +314,19 @@ class SplitModel(keras.Model):
             loss: per-switch task loss on the labels, a ``keras.losses.Loss``
                 (default: sparse categorical cross-entropy from logits).
             budget: target traffic ratio in (0, 1] for every switch with learned
-                gates, or ``{switch: ratio}``; None trains without a penalty.
+                gates, or a ``Link`` (a time per device on a link, latency
+                of every exchange point included), or ``{switch: ratio or
+                Link}``; None trains without a penalty.
             budget_schedule: a ``BudgetSchedule`` (default: reach the target at
-                step 1000).
+                step 1000). A Link budget anneals each device's time from
+                its dense tensor-parallel time to its target.
             distillation_weight: weight of the students' distillation loss
                 (soft cross-entropy to the teacher's detached predictions).
             comm_weight: weight of the penalty ``relu(expected - budget)`` on
                 the expected traffic ratio (each remote gate weighted by the
-                sigmoid of its logit).
+                sigmoid of its logit). For a Link: on each device's expected
+                time over its budget, in units of its dense time, averaged
+                over devices (see ``link_budget.py``).
         """
         if metrics:
             raise ValueError(
@@ -307,12 +355,21 @@ class SplitModel(keras.Model):
         self._budget_schedule = budget_schedule
         self._distillation_weight = float(distillation_weight)
         self._comm_weight = float(comm_weight)
+        # A Link budget logs milliseconds: the slowest device's annealed budget
+        # and modelled time (its byte ratio is still the _comm metric).
         self._budget_trackers = {
-            name: keras.metrics.Mean(name=f"{name}_budget") for name in self._budgets
+            name: keras.metrics.Mean(name=f"{name}_budget_ms" if isinstance(b, Link) else f"{name}_budget")
+            for name, b in self._budgets.items()
+        }
+        self._time_trackers = {
+            name: keras.metrics.Mean(name=f"{name}_time_ms") for name, b in self._budgets.items() if isinstance(b, Link)
         }
         self._compile_args = {
             "loss": keras.losses.serialize(loss),
-            "budget": dict(self._budgets) if self._budgets else None,
+            "budget": {
+                name: keras.saving.serialize_keras_object(b) if isinstance(b, Link) else b
+                for name, b in self._budgets.items()
+            } if self._budgets else None,
             "budget_schedule": budget_schedule.get_config(),
             "distillation_weight": self._distillation_weight,
             "comm_weight": self._comm_weight,
@@ -343,12 +400,33 @@ class SplitModel(keras.Model):
                     f"budget={budget!r} but no switch of {list(self._switch_set.names)} has learned gates."
                 )
             items = {name: budget for name in learned}
-        for name, value in items.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        return {name: self._budget_value(name, value) for name, value in items.items()}
+
+    @staticmethod
+    def _budget_value(name, value) -> Union[float, Link]:
+        if isinstance(value, Link):
+            return value
+        if isinstance(value, Mapping) and value and set(value) <= {f.name for f in dataclasses.fields(Link)}:
+            try:
+                return Link.from_config(value)  # Link.get_config(), e.g. from JSON
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"budget for switch '{name}': {e}") from None
+        if isinstance(value, Mapping):
+            # A Link as a compile config saves it (keras.saving.serialize_keras_object).
+            try:
+                link = keras.saving.deserialize_keras_object(dict(value))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"budget for switch '{name}': {e}") from None
+            if not isinstance(link, Link):
                 raise ValueError(
-                    f"budget for switch '{name}' must be a traffic ratio in (0, 1], received {value!r}."
+                    f"budget for switch '{name}' must be a traffic ratio in (0, 1] or a Link, received {value!r}."
                 )
-        return {name: float(v) for name, v in items.items()}
+            return link
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ValueError(
+                f"budget for switch '{name}' must be a traffic ratio in (0, 1] or a Link, received {value!r}."
+            )
+        return float(value)
 
     def get_compile_config(self):
         if not self.compiled:
@@ -382,16 +460,36 @@ class SplitModel(keras.Model):
         # the last optimizer step).
         if self._budgets and getattr(self, "_budget_schedule", None) is not None:
             for name, target in self._budgets.items():
+                if isinstance(target, Link):
+                    self._apply_link_cut(name, target)
+                    continue
                 budget = self._budget_schedule(self.budget_step, target)
                 self._set_threshold(name, self._select_gates(name, budget))
 
+    def _apply_link_cut(self, name, link):
+        # One threshold per layer (the layers hold one per switch): the price
+        # cut of link_budget.py at the annealed time budget of each device.
+        terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
+        switch_link = self._switch_link(name, link)
+        logits = [t.layer._gate_logits[t.index] * t.layer.gates.logit_scale for t in terms]  # (Cin, D) each
+        pins = [t.layer._gate_pins[t.index] for t in terms]
+        budget = switch_link.budget_seconds(self._budget_schedule, self.budget_step)  # (D,)
+        thresholds = switch_link.layer_thresholds(logits, pins, budget)  # (T,)
+        for n, t in enumerate(terms):
+            t.layer._gate_thresholds[t.index].assign(thresholds[n])
+
     def current_budget(self, switch) -> float:
-        """The annealed budget of a switch at the current training step."""
+        """The annealed budget of a switch at the current training step: a
+        traffic ratio, or for a Link the slowest device's time in ms."""
         name = self._switch_set[switch].name
         if name not in self._budgets:
             raise ValueError(f"switch '{name}' has no budget; budgets: {self._budgets}.")
         step = ops.convert_to_numpy(self.budget_step)
-        return float(ops.convert_to_numpy(self._budget_schedule(step, self._budgets[name])))
+        target = self._budgets[name]
+        if isinstance(target, Link):
+            seconds = self._switch_link(name, target).budget_seconds(self._budget_schedule, step)
+            return float(np.max(ops.convert_to_numpy(seconds))) * 1e3
+        return float(ops.convert_to_numpy(self._budget_schedule(step, target)))
 
     def _distillation(self, teacher_logits, student_logits, sample_weight):
         # Soft cross-entropy: -sum softmax(teacher) * log_softmax(student), (B,).
@@ -416,7 +514,9 @@ class SplitModel(keras.Model):
                 continue
             deployed = self._traffic_ratio(name, training=False)
             self._trackers[name]["comm"].update_state(deployed)
-            if name in self._budgets:
+            if isinstance(self._budgets.get(name), Link):
+                total = total + self._comm_weight * self._link_penalty(name, self._budgets[name], step)
+            elif name in self._budgets:
                 budget = self._budget_schedule(step, self._budgets[name])
                 self._budget_trackers[name].update_state(budget)
                 # The penalty pulls the expected traffic (sigmoid of the
@@ -430,42 +530,72 @@ class SplitModel(keras.Model):
             self.budget_step.assign_add(1)
         return _scale_for_distribution(total)
 
+    def _link_penalty(self, name, link, step):
+        """The Link penalty of switch ``name`` (logs its budget and time)."""
+        switch_link = self._switch_link(name, link)
+        terms = self._plan.traffic[name]
+        budget = switch_link.budget_seconds(self._budget_schedule, step)  # (D,)
+        self._budget_trackers[name].update_state(ops.max(budget) * 1e3)
+        deployed = switch_link.seconds([t.layer.gate_matrix(t.index) for t in terms])  # (D,)
+        self._time_trackers[name].update_state(ops.max(deployed) * 1e3)
+        # Expected time: sigmoid open-probabilities and a soft "point used"
+        # (softmax-weighted mean of a point's probabilities), differentiable.
+        expected = switch_link.seconds([t.layer.gate_probabilities(t.index) for t in terms], soft=True)  # (D,)
+        return switch_link.penalty(expected, budget)
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         for name in self._switch_set.names:
             self._trackers[name]["accuracy"].update_state(y, y_pred[name], sample_weight)
         return self.get_metrics_result()
 
     # -- after training -------------------------------------------------------
-    def finalize_gates(self, budget: Union[None, float, Mapping[str, float]] = None) -> dict:
+    def finalize_gates(
+        self, budget: Union[None, float, Link, Mapping[str, Union[float, Link]]] = None
+    ) -> dict:
         """Makes every learned gate binary and freezes it (pins).
 
         For a switch with a budget, the remote gates with the highest logits
         are kept open while their bytes fit in the budget (the same cut the
         training steps use, so after a run that reached its budget nothing
         changes; the ratio lands within one channel per layer below the
-        budget). Earlier pins are decided anew. Other learned switches keep
-        their gates as they are.
+        budget). For a Link budget, the gates are chosen per exchange point
+        (layer, receiving device) so that each device's modelled time fits
+        its target, preferring few full exchange points to many thin ones
+        (the price cut of ``link_budget.py``, then the time left spent on
+        the next channels of open points, then on new points). Earlier pins
+        are decided anew. Other learned switches keep their gates as they
+        are.
 
         Args:
             budget: as in ``compile``; default the compiled budgets.
 
         Returns:
-            ``{switch name: traffic ratio after finalization}``.
+            ``{switch name: traffic ratio after finalization}``; for a Link
+            budget the ratio is a ``LinkRatio``, a float that also carries
+            ``time_ms`` (slowest device), ``target_ms``,
+            ``exchange_points`` and the full ``cost`` (a ``LinkCost``).
         """
         budgets = self._resolve_budgets(budget) if budget is not None else dict(self._budgets)
         result = {}
         for name in self.learned_switches():
             terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
+            link = budgets[name] if isinstance(budgets.get(name), Link) else None
             if name in budgets:
                 for t in terms:
                     t.layer.pin_gates(t.index, np.full(t.remote.shape, -1.0, "float32"))
+            if link is not None:
+                chosen = self._switch_link(name, link).finalize([t.layer.gate_logits(t.index) for t in terms])
+                for t, gate in zip(terms, chosen):
+                    t.layer.pin_gates(t.index, np.where(t.remote > 0, gate, -1.0))  # (Cin, D)
+            elif name in budgets:
                 threshold = ops.convert_to_numpy(self._select_gates(name, budgets[name]))
                 self._set_threshold(name, threshold)
             for t in terms:
                 # (Cin, D): remote gates pinned to their current value; the
                 # rest (local, inactive) left free, as pin_gates ignores them.
                 t.layer.pin_gates(t.index, np.where(t.remote > 0, t.layer.gate_values(t.index), -1.0))
-            result[name] = self.traffic_ratio(name)
+            ratio = self.traffic_ratio(name)
+            result[name] = ratio if link is None else LinkRatio(ratio, self.link_cost(name, link))
         return result
 
     def recalibrate_batch_norm(self, dataset, num_batches: Optional[int] = None, verbose: int = 1) -> None:

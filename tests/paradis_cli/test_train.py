@@ -66,6 +66,20 @@ def test_bad_values_are_usage_errors(tmp_path, flags, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_link_budget_from_the_command_line(tmp_path, fake_fashion_mnist, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", "resnet20", "--width", "0.25", "--switches", "2x0.5", "--link-mbps", "200",
+                 "--link-latency-ms", "2", "--epochs", "1", "--batch-size", "32", "--finetune-epochs", "0",
+                 "--recalibrate-batches", "1", "--out", str(out), "--verbose", "0"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "summary.json").read_text())
+    assert report["budget"]["mbps"] == 200 and report["budget"]["latency_ms"] == 2
+    for flags, message in ((["--link-mbps", "200"], "--link-mbps and --link-latency-ms go together"),
+                           (["--link-mbps", "200", "--link-latency-ms", "2", "--budget", "0.2"], "exclude each other")):
+        assert main(["train", "--model", "resnet20", "--out", str(tmp_path / "o")] + flags) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_bad_arguments_exit_2_with_a_message(tmp_path, fake_fashion_mnist, capsys):
     out = str(tmp_path / "o")
     assert main(["train", "--model", "resnet20", "--switches", "1x0.5", "--out", out]) == 2
