@@ -23,7 +23,7 @@ from paradis_runtime.frames import (DTYPE_CODES, HEADER_LEN, MAX_FRAME_BYTES, NO
                                    TensorSpec, decode_header, encode_header)
 from paradis_runtime.fusion_graph import FusionGraphError, input_problem, read_graph
 
-__all__ = ["DeviceProgram", "InputCheck", "StageRun", "programs_for", "quantize_input"]
+__all__ = ["DeviceProgram", "InputCheck", "StageRun", "load_stages", "programs_for", "quantize_input"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,31 @@ class InputCheck:
             warnings.warn(f"{self.where}: the input {problem[1]}: the output is likely wrong; preprocess "
                           "the input as input.preprocessing says.", stacklevel=4)
         return image
+
+
+def load_stages(graph_path: Path, graph: dict, device: int, num_threads: int = 1) -> list:
+    """Device ``device``'s stages of ``graph`` with their LiteRT signature
+    runners (one interpreter per device file; the runners keep it alive)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    dev = graph["devices"][device]
+    file = Path(graph_path).parent / dev["file"]
+    try:
+        interpreter = Interpreter(model_path=str(file), num_threads=num_threads)
+    except (ValueError, RuntimeError) as e:
+        raise FusionGraphError(
+            f"{graph_path}: device {device}'s file {file} cannot be loaded by LiteRT "
+            f"({str(e).strip().splitlines()[0]}); it matches the graph's sha256, so the export itself wrote a bad "
+            "file or both were edited: export the bundle again.") from None
+    keys = interpreter.get_signature_list()
+    out = []
+    for i, s in enumerate(dev["stages"]):
+        if s["signature"] not in keys:
+            raise FusionGraphError(f"{graph_path}: field 'devices[{device}].stages[{i}].signature': "
+                                   f"{dev['file']} has no signature {s['signature']!r} (it has {sorted(keys)}).")
+        out.append(StageRun(s["name"], tuple(s["inputs"]), tuple(s["outputs"]),
+                            interpreter.get_signature_runner(s["signature"])))
+    return out
 
 
 def _quant(spec: dict):
@@ -172,24 +197,7 @@ class DeviceProgram:
             self.stages = [StageRun(s["name"], tuple(s["inputs"]), tuple(s["outputs"]), None) for s in stages]
 
     def _load(self, stages: list, num_threads: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        dev = self.graph["devices"][self.device]
-        file = self.graph_path.parent / dev["file"]
-        try:
-            interpreter = Interpreter(model_path=str(file), num_threads=num_threads)
-        except (ValueError, RuntimeError) as e:
-            raise FusionGraphError(
-                f"{self.graph_path}: device {self.device}'s file {file} cannot be loaded by LiteRT "
-                f"({str(e).strip().splitlines()[0]}); export the bundle again.") from None
-        keys = interpreter.get_signature_list()
-        for i, s in enumerate(stages):
-            if s["signature"] not in keys:
-                raise FusionGraphError(f"{self.graph_path}: field 'devices[{self.device}].stages[{i}].signature': "
-                                       f"{dev['file']} has no signature {s['signature']!r}.")
-            self.stages.append(StageRun(s["name"], tuple(s["inputs"]), tuple(s["outputs"]),
-                                        interpreter.get_signature_runner(s["signature"])))
-        self._interpreter = interpreter  # the runners borrow it
+        self.stages = load_stages(self.graph_path, self.graph, self.device, num_threads)
 
     def _header(self, name: str) -> bytes:
         spec = self.specs[name]

@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from paradis_runtime._program import InputCheck, quantize_input
+from paradis_runtime._program import InputCheck, load_stages, quantize_input
 from paradis_runtime.fusion_graph import FusionGraphError, read_graph
 from paradis_runtime.schedule import Plan, run_schedule
 
@@ -73,33 +73,13 @@ class ReferenceExecutor:
 
     def __init__(self, path: Union[str, Path], switch: Optional[str] = None, num_threads: int = 1,
                  max_devices: Optional[int] = None):
-        from ai_edge_litert.interpreter import Interpreter
-
         self.graph_path = resolve_graph(Path(path), switch, max_devices)
         self.graph = read_graph(self.graph_path)
         g = self.graph
         self.precision = g["precision"]
-        self._runners = []
-        for dev in g["devices"]:
-            file = self.graph_path.parent / dev["file"]
-            try:
-                interpreter = Interpreter(model_path=str(file), num_threads=num_threads)
-            except (ValueError, RuntimeError) as e:
-                raise FusionGraphError(
-                    f"{self.graph_path}: device {dev['device']}'s file {file} cannot be loaded by LiteRT "
-                    f"({str(e).strip().splitlines()[0]}); it matches the graph's sha256, so the export itself "
-                    "wrote a bad file or both were edited: export the bundle again."
-                ) from None
-            keys = interpreter.get_signature_list()
-            runners = {}
-            for i, stage in enumerate(dev["stages"]):
-                if stage["signature"] not in keys:
-                    raise FusionGraphError(
-                        f"{self.graph_path}: field 'devices[{dev['device']}].stages[{i}].signature': "
-                        f"{dev['file']} has no signature {stage['signature']!r} (it has {sorted(keys)})."
-                    )
-                runners[stage["name"]] = interpreter.get_signature_runner(stage["signature"])
-            self._runners.append(runners)
+        # device -> {stage name: signature runner}
+        self._runners = [{st.name: st.runner for st in load_stages(self.graph_path, g, dev["device"], num_threads)}
+                         for dev in g["devices"]]
         tensors = g["tensors"]
         quant = lambda t: None if tensors[t]["quantization"] is None else (
             tensors[t]["quantization"]["scale"], tensors[t]["quantization"]["zero_point"])
