@@ -55,20 +55,31 @@ def count_params(model_bytes: bytes) -> int:
     """Elements of the constant weight tensors (kernels, biases, per-channel
     constants): float tensors with data, and int8/int32 data feeding the
     weight or bias operand of a conv/dense op. Shape and index constants
-    (int32 operands of slices, reductions) are not parameters."""
+    (int32 operands of slices, reductions) are not parameters, nor is a bias
+    of zeros: the converter gives one to every CONV_2D built without a bias
+    (e.g. a receiving layer's remote part), where it adds nothing."""
     model = read(model_bytes)
     total = 0
+
+    def data(t):
+        buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
+        return None if buf is None or buf.data is None or len(buf.data) == 0 else buf.data
+
     for sg in model.subgraphs:
-        weight_operands = set()
+        weight_operands, zero_biases = set(), set()
         for op in sg.operators or []:
             name = _op_name(model, op)
             if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-                weight_operands.update(i for i in list(op.inputs)[1:] if i >= 0)
+                inputs = list(op.inputs)
+                weight_operands.update(i for i in inputs[1:] if i >= 0)
+                if len(inputs) > 2 and inputs[2] >= 0:
+                    bias = data(sg.tensors[inputs[2]])
+                    if bias is not None and not np.asarray(bias).any():
+                        zero_biases.add(inputs[2])
             elif name in ("MUL", "ADD"):
                 weight_operands.update(i for i in op.inputs if i >= 0)
         for i, t in enumerate(sg.tensors):
-            buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
-            if buf is None or buf.data is None or len(buf.data) == 0:
+            if data(t) is None or i in zero_biases:
                 continue
             dtype = _TYPES.get(t.type)
             if dtype != "float32" and i not in weight_operands:
@@ -97,6 +108,49 @@ _SCALE_READING = {"CONCATENATION", "ADD", "MEAN", "QUANTIZE", "RELU", "RELU6", "
                   "AVERAGE_POOL_2D", "STRIDED_SLICE", "SLICE", "MUL", "DEQUANTIZE"}
 # Ops whose int32 bias was quantized with scale input_scale * weight_scale.
 _BIASED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+
+
+# XNNPACK refuses an int8 ADD with an input scale under 2**-10 of its output
+# scale: the delegate fails to prepare and the whole signature cannot run.
+_ADD_MIN_INPUT_SCALE = 2.0**-10
+
+
+def widen_empty_ranges(model) -> list:
+    """Gives the int8 output of a conv/dense that calibration only saw as
+    zeros (a received channel dead on every calibration image: the
+    converter's scale ~1e-8) the scale of the ADD that reads it. On the
+    calibration data any scale is exact; the ADD's keeps values seen later
+    instead of clipping them to ~1e-6, and XNNPACK accepts the ADD. The conv
+    derives its output multiplier from the scales at prepare time, and its
+    int32 bias depends on the input and weight scales only, so nothing else
+    changes (only a tensor that the ADD alone reads, and no signature
+    returns). Returns the tensors changed, as ``(subgraph index, name)``."""
+    changed = []
+    for n, sg in enumerate(model.subgraphs):
+        produced, readers = set(), {}
+        for op in sg.operators or []:
+            if _op_name(model, op) in _BIASED:
+                produced.update(op.outputs)
+            for i in op.inputs:
+                readers[i] = readers.get(i, 0) + 1
+        produced -= set(sg.outputs)
+        produced = {i for i in produced if readers.get(i) == 1}
+        for op in sg.operators or []:
+            if _op_name(model, op) != "ADD":
+                continue
+            out = sg.tensors[op.outputs[0]].quantization
+            if out is None or out.scale is None or len(out.scale) != 1:
+                continue  # a float ADD
+            out_scale = float(out.scale[0])
+            for i in op.inputs:
+                q = sg.tensors[i].quantization
+                if i not in produced or q is None or q.scale is None or len(q.scale) != 1:
+                    continue
+                if float(q.scale[0]) < out_scale * _ADD_MIN_INPUT_SCALE:
+                    q.scale, q.zeroPoint = [out_scale], [0]
+                    name = sg.tensors[i].name
+                    changed.append((n, name.decode() if isinstance(name, bytes) else name))
+    return changed
 
 
 def set_input_quantization(model, key: str, input_name: str, scale: float, zero_point: int) -> None:

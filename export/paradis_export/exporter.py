@@ -125,8 +125,12 @@ def export_switch(
 
 def _unify_quantization(part: Partition, flat: list) -> tuple:
     """Every stage input takes its producer's int8 parameters (the image:
-    device 0's), so bytes cross stages and devices unchanged."""
+    device 0's), so bytes cross stages and devices unchanged. First, the
+    products that calibration only saw as zeros get a scale XNNPACK accepts
+    (``_flatbuffer.widen_empty_ranges``)."""
     objs = [_flatbuffer.read(b) for b in flat]
+    for obj in objs:
+        _flatbuffer.widen_empty_ranges(obj)
     quant = {}
     for prog in part.devices:
         for stage in prog.stages:

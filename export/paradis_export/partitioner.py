@@ -11,9 +11,15 @@ linked tensors and per device. Each contiguous slice sent is a *piece*,
 named ``{t}_d{j}_to{k}_{a}_{b}``: channels ``[a, b)`` of ``t_d{j}`` (permuted
 positions), shape ``(1, H, W, b - a)``.
 
-A device computes, for a channel-mixing layer, ``concat(own channels,
-received pieces)`` against the kernel rows of exactly those channels and
-the columns of its own output channels: nothing else is stored or computed.
+A device computes, for a channel-mixing layer, its own channels and the
+received pieces against the kernel rows of exactly those channels and the
+columns of its own output channels: nothing else is stored or computed. A
+layer that receives is split in two so the device computes while the pieces
+are on the network: its *local part* (own channels against their rows, plus
+the bias), a pre-activation partial ``{out}_local`` computed before the
+device waits, then, in the stage that starts at the receive, the *remote
+part* (the pieces against their rows), added to ``{out}_local``, then the
+activation.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class DeviceOp:
     inputs: list
     output: str
     params: dict = field(default_factory=dict)
+    layer: str = ""  # the logical op (Keras layer) this op computes all or part of
 
     @property
     def num_params(self) -> int:
@@ -141,10 +148,12 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
         model: a trained SplitModel (gates binary as at inference: after
             ``finalize_gates``, or open/shut modes).
         switch: the switch's index or name, e.g. ``"2x0.5"``.
-        receive: how a layer combines its own and received channels:
-            ``"concat"`` (one convolution over the concatenation; float32) or
-            ``"sum"`` (one convolution per piece, added; int8, where every
-            input keeps its sender's quantization).
+        receive: how a layer's remote part combines the received pieces
+            (its local part, over the device's own channels, is always its
+            own convolution, computed before the receive): ``"concat"`` (one
+            convolution over the concatenated pieces; float32) or ``"sum"``
+            (one convolution per piece, added; int8, where every piece keeps
+            its sender's quantization).
 
     Returns:
         A Partition: per device its stages of sliced ops, every piece sent
@@ -235,6 +244,7 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
     # -- 5. device ops ---------------------------------------------------------
     fusion = None
     programs_ops = [[] for _ in range(num_devices)]
+    arrived = [set() for _ in range(num_devices)]  # pieces an earlier layer of device k has read
     for op in ops:
         if op.kind == "fusion":
             partials = op.inputs[0]
@@ -242,7 +252,18 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
                       "inputs": [f"{partials}_d{k}" for k in range(num_devices)], "output": op.output}
             continue
         for k in range(num_devices):
-            programs_ops[k].extend(_device_ops(op, k, graph, perm, local, pieces_in, shapes, receive))
+            for device_op in _device_ops(op, k, graph, perm, local, pieces_in, shapes, receive):
+                device_op.layer = op.name
+                programs_ops[k].append(device_op)
+            pieces = {name for name, _ in pieces_in.get((op.name, k), [])}
+            if pieces and pieces <= arrived[k]:
+                # All read already (a block's 3x3 and its projection share an
+                # input): nothing to wait for, so no stage cut here.
+                for device_op in reversed(programs_ops[k]):
+                    if device_op.layer != op.name:
+                        break
+                    device_op.params.pop("receives", None)
+            arrived[k] |= pieces
     if fusion is None:
         raise ValueError(
             "The model's output is not a PartialSumFusion of per-device partial outputs; the exporter "
@@ -313,33 +334,7 @@ def _device_ops(op: Op, k: int, graph: LogicalGraph, perm, local, pieces_in, sha
         kernel = p["kernel"][..., cols]  # (kh, kw, Cin, cols)
         if len(inputs) == 1:
             return [_linear_op(p, op.name, inputs[0], out, kernel[:, :, rows[0]], bias, p["activation"])]
-        if receive == "concat":
-            # (1, H, W, own) ++ pieces (1, H, W, b - a) -> (1, H, W, own + received), one conv.
-            x = f"{out_t}_d{k}_in"
-            all_rows = np.concatenate(rows)
-            shapes[x] = shapes[inputs[0]][:-1] + (len(all_rows),)
-            return [DeviceOp("concat", f"{op.name}_concat", inputs, x, {"receives": True}),
-                    _linear_op(p, op.name, x, out, kernel[:, :, all_rows], bias, p["activation"])]
-        # receive == "sum": one conv per input (own channels, then each piece),
-        # added: the same sum split by input rows. Each int8 input keeps its
-        # sender's quantization (a concat would force one scale on all).
-        result, partial_names = [], []
-        for i, (x, r) in enumerate(zip(inputs, rows)):
-            name = f"{out}_part{i}"
-            shapes[name] = shapes[out]
-            partial_names.append(name)
-            result.append(_linear_op(p, f"{op.name}_part{i}", x, name, kernel[:, :, r], bias if i == 0 else None, None))
-        result[0].params["receives"] = True
-        acc = partial_names[0]
-        for i, name in enumerate(partial_names[1:], start=1):
-            last = i == len(partial_names) - 1
-            target = out if last and p["activation"] is None else f"{out}_sum{i}"
-            shapes[target] = shapes[out]
-            result.append(DeviceOp("add", f"{op.name}_sum{i}", [acc, name], target))
-            acc = target
-        if p["activation"] is not None:
-            result.append(DeviceOp("act", f"{op.name}_act", [acc], out, {"activation": p["activation"]}))
-        return result
+        return _local_then_remote(p, op.name, inputs, rows, kernel, bias, out, shapes, receive)
     ins = [local(t, k) for t in op.inputs]
     out = local(out_t, k)
     if op.kind == "depthwise":
@@ -354,6 +349,52 @@ def _device_ops(op: Op, k: int, graph: LogicalGraph, perm, local, pieces_in, sha
     if op.kind in ("act", "add", "pool"):
         return [DeviceOp(op.kind, op.name, ins, out, dict(p))]
     raise ValueError(f"No per-device rule for op kind {op.kind!r} ({op.name}).")
+
+
+def _local_then_remote(p: dict, layer: str, inputs: list, rows: list, kernel: np.ndarray, bias, out: str,
+                       shapes: dict, receive: str) -> list:
+    """A receiving layer's ops: the local part first, so that it can run
+    before the pieces arrive, then the remote part, which starts the stage.
+
+    ``inputs``: the device's own tensor, then the received pieces; ``rows``:
+    their channels in kernel order; ``kernel``: (kh, kw, Cin, cols), the
+    device's output columns. Linear, so the sum over inputs splits anywhere:
+    conv(own) + bias + conv(pieces) is the layer before its activation.
+    """
+    # Own channels (1, H, W, own) -> partial (1, H', W', cols), pre-activation.
+    # Its own op, not part of the remote one: it is all the device can do
+    # while the pieces travel, and it ends the stage before the receive.
+    partial = f"{out}_local"
+    shapes[partial] = shapes[out]
+    result = [_linear_op(p, f"{layer}_local", inputs[0], partial, kernel[:, :, rows[0]], bias, None)]
+    pieces, piece_rows = inputs[1:], rows[1:]
+    if receive == "concat" and len(pieces) > 1:
+        # Pieces (1, H, W, b - a) each -> (1, H, W, received): one conv for all
+        # received channels (float32: every piece has the same representation).
+        x = f"{out}_in"
+        received = np.concatenate(piece_rows)
+        shapes[x] = shapes[pieces[0]][:-1] + (len(received),)
+        result.append(DeviceOp("concat", f"{layer}_concat", pieces, x))
+        pieces, piece_rows = [x], [received]
+    # receive == "sum" keeps one conv per piece: each int8 piece keeps its
+    # sender's quantization (a concat would force one scale on all).
+    remote = []
+    for i, (x, r) in enumerate(zip(pieces, piece_rows)):
+        name = f"{out}_remote{i}"
+        shapes[name] = shapes[out]
+        remote.append(name)
+        result.append(_linear_op(p, f"{layer}_remote{i}", x, name, kernel[:, :, r], None, None))
+    result[1].params["receives"] = True  # the first op to read a piece: the stage starts here
+    acc = partial
+    for i, name in enumerate(remote, start=1):
+        last = i == len(remote)
+        target = out if last and p["activation"] is None else f"{out}_sum{i}"
+        shapes[target] = shapes[out]
+        result.append(DeviceOp("add", f"{layer}_sum{i}", [acc, name], target))
+        acc = target
+    if p["activation"] is not None:
+        result.append(DeviceOp("act", f"{layer}_act", [acc], out, {"activation": p["activation"]}))
+    return result
 
 
 def _flops(op: DeviceOp, shapes: dict) -> int:
@@ -375,7 +416,16 @@ def _cut_stages(device_ops: list, k: int, pieces_out: dict, shapes: dict, fusion
     """Cuts device k's ops into stages: a new stage starts at an op that
     needs received pieces, and right after an op whose output k sends (so
     the send leaves as early as possible). Slices for the pieces join the
-    stage that produces their source."""
+    stage that produces their source. Nowhere else: two stages of a device
+    are always separated by a send or a receive (a stage more is an invoke
+    more).
+
+    A receiving layer's local part (``_local_then_remote``) comes just before
+    its remote part, so it ends the stage before the receive: it joins the
+    previous stage, or, when that stage ends with a send, is the start of
+    a stage of its own that runs while both the sent and the awaited pieces
+    are on the network (joined to the sending stage, it would hold the send
+    back by as long as it saves)."""
     groups, current = [], []
     for op in device_ops:
         receives = op.params.get("receives", False)
@@ -386,7 +436,8 @@ def _cut_stages(device_ops: list, k: int, pieces_out: dict, shapes: dict, fusion
         if op.output in pieces_out:
             # Device tensor (1, H, W, C_k) -> one slice per piece (1, H, W, b - a).
             for piece, (a, b) in pieces_out[op.output].items():
-                current.append(DeviceOp("slice", f"{piece}_slice", [op.output], piece, {"start": a, "stop": b}))
+                current.append(DeviceOp("slice", f"{piece}_slice", [op.output], piece, {"start": a, "stop": b},
+                                        layer=op.layer))
             groups.append(current)
             current = []
     if current:

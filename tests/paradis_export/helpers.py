@@ -76,3 +76,51 @@ def custom_model(switches="1x1.0,2x0.5,0.5+0.3+0.2"):
         x = keras.layers.ReLU()(mid(x, switch=s))  # channel-mixing dense with gates
         outputs[s] = fusion(head(x, switch=s), switch=s)
     return sparse(SplitModel(inputs, outputs, switches), budget=0.3)[0]
+
+
+# -- stage structure of an exported fusion graph ---------------------------------
+
+
+def arriving(graph, device, stage):
+    """Tensors that another device sends to ``stage`` of ``device`` (the stage
+    that first reads them: the device waits for them there)."""
+    return {s["tensor"] for s in graph["sends"]
+            if s["to"]["device"] == device and s["to"]["stage"] == stage["name"]}
+
+
+def check_stage_boundaries(graph):
+    """Two stages of a device are apart only where it sends or receives:
+    the earlier one's outputs include a sent tensor, or the later one waits
+    for a tensor from another device. Returns the number of boundaries."""
+    checked = 0
+    for d in graph["devices"]:
+        device = d["device"]
+        for before, after in zip(d["stages"], d["stages"][1:]):
+            sent = {s["tensor"] for s in graph["sends"]
+                    if s["from"]["device"] == device and s["from"]["stage"] == before["name"]}
+            assert sent & set(before["outputs"]) or arriving(graph, device, after) & set(after["inputs"]), (
+                f"{graph['switch']} device {device}: {before['name']} and {after['name']} neither send nor "
+                "receive between them (one stage would do)")
+            checked += 1
+    return checked
+
+
+def check_local_parts_before_receives(graph):
+    """Every stage that waits for another device's tensors also reads the
+    local part (``..._local``: own channels against their kernel rows, plus
+    the bias) of the layer that receives them, from the same device's
+    previous stage. Returns the number of receiving stages checked."""
+    checked = 0
+    for d in graph["devices"]:
+        for i, stage in enumerate(d["stages"]):
+            received = arriving(graph, d["device"], stage)
+            if not received:
+                continue
+            assert i > 0, f"{graph['switch']} device {d['device']} receives in its first stage"
+            before = d["stages"][i - 1]
+            local = [t for t in stage["inputs"] if t.endswith("_local")]
+            assert len(local) == 1 and local[0] in before["outputs"], (
+                f"{graph['switch']} device {d['device']} {stage['name']} receives {sorted(received)} without "
+                f"a local part from {before['name']}: reads {stage['inputs']}")
+            checked += 1
+    return checked

@@ -11,7 +11,8 @@ from keras import ops
 from paradis_export import FusionGraphError, ReferenceExecutor, export_bundle, read_graph
 from paradis_export import _flatbuffer
 from paradis_runtime.fusion_graph import SCHEMA_PATH, load_schema
-from tests.paradis_export.helpers import SPLIT_SWITCHES, mobilenet, real_images, resnet20
+from tests.paradis_export.helpers import (SPLIT_SWITCHES, check_local_parts_before_receives,
+                                          check_stage_boundaries, mobilenet, real_images, resnet20)
 
 ALL = ("1x1.0",) + SPLIT_SWITCHES
 
@@ -82,6 +83,15 @@ def test_parameters_in_each_file_match_the_graph(bundles, name):
             assert _flatbuffer.count_params(data) == d["params"], (switch, d["device"])
             if switch != "1x1.0":
                 assert d["params"] < unsplit
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+def test_local_parts_run_before_receives_and_stages_part_only_to_send_or_receive(bundles, name):
+    _, folder, _ = bundles[name]
+    for switch in SPLIT_SWITCHES:
+        graph = read_graph(folder / switch / "fusion_graph.json")
+        assert check_local_parts_before_receives(graph) > 0, switch
+        assert check_stage_boundaries(graph) > 0, switch
 
 
 def test_two_device_files_at_budget_0_2_are_at_most_0_6_of_unsplit(tmp_path):

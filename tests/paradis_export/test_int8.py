@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from paradis_export import ReferenceExecutor, export_bundle
+from paradis_export import ReferenceExecutor, export_bundle, read_graph
+from tests.paradis_export.helpers import check_local_parts_before_receives, check_stage_boundaries
 
 
 @pytest.fixture(scope="module")
@@ -86,5 +87,41 @@ def test_int8_tensors_keep_their_quantization_across_stages_and_devices(trained)
             checked += 1
     received = [s for s in graph["sends"] if s["to"]["stage"] != "fusion"]
     assert received and checked > len(received)
+    # Among them the local parts, computed a stage before the receive.
+    assert any(name.endswith("_local") for inputs, _ in details.values() for name in inputs)
     for s in graph["sends"]:
         assert s["bytes"] == int(np.prod(graph["tensors"][s["tensor"]]["shape"]))  # one byte per value
+
+
+@pytest.fixture(scope="module")
+def resnet20_int8(tmp_path_factory):
+    import keras
+
+    from tests.paradis_export.helpers import real_images, resnet20
+
+    keras.utils.set_random_seed(0)
+    model = resnet20()
+    out = tmp_path_factory.mktemp("int8_stages") / "bundle"
+    # With these weights and images some received channels are zero on every
+    # calibration image (the 3-device switch's files failed XNNPACK's prepare).
+    export_bundle(model, "2x0.5,0.5+0.3+0.2", out, int8=True, calibration=real_images(32)[0], progress=None)
+    return model, out
+
+
+@pytest.mark.parametrize("switch", ["2x0.5", "0.5+0.3+0.2"])
+def test_int8_local_parts_run_before_receives_with_their_own_scale(resnet20_int8, switch):
+    from tests.paradis_export.helpers import real_images
+
+    model, out = resnet20_int8
+    graph = read_graph(out / switch / "fusion_graph.json")
+    assert check_local_parts_before_receives(graph) > 0
+    assert check_stage_boundaries(graph) > 0
+    local = [t for t in graph["tensors"] if t.endswith("_local")]
+    assert local
+    for t in local:  # a stage output like any other: int8 on its calibrated scale
+        assert graph["tensors"][t]["dtype"] == "int8" and graph["tensors"][t]["quantization"]["scale"] > 0, t
+    x, _ = real_images(16, seed=2)
+    ref = ops.convert_to_numpy(model.switch_model(switch)(x))
+    got = ReferenceExecutor(out, switch).predict(x)  # every stage loads (XNNPACK) and runs
+    # int8 of an untrained model: close in scale, not bit-exact.
+    assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()

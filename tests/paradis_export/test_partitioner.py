@@ -86,6 +86,54 @@ def test_stages_cut_where_a_device_receives(models):
             assert all(stage.ops[0].params.get("receives") for _ in received[:1])
 
 
+@pytest.mark.parametrize("receive", ["concat", "sum"])
+@pytest.mark.parametrize("switch", ["2x0.5", "0.5+0.3+0.2"])
+def test_local_part_of_a_receiving_layer_runs_in_the_stage_before(models, switch, receive):
+    # The device multiplies its own channels while the pieces travel: the
+    # receiving stage only adds the pieces' product to a partial that the
+    # previous stage computed from the device's own channels.
+    part = partition(models["resnet20"], switch, receive=receive)
+    checked = 0
+    for prog in part.devices:
+        waits_in = {s.tensor: s.receiver_stage for s in part.sends if s.receiver == prog.device}
+        for i, stage in enumerate(prog.stages):
+            fresh = {t for t in stage.inputs if waits_in.get(t) == stage.name}
+            if not fresh:
+                continue
+            where = f"{switch} device {prog.device} {stage.name}"
+            assert i > 0, f"{where}: receives in the device's first stage"
+            before = {op.output: op for op in prog.stages[i - 1].ops}
+            # The remote part: linear ops on pieces (or on their concat). Follow what
+            # is computed from them to the first add of it and something else: that
+            # something is the local partial.
+            pieces = {t: part.shapes[t][-1] for t in waits_in}  # piece -> channels
+            from_pieces, remote, local = set(fresh), [], []
+            for op in stage.ops:
+                if op.kind == "concat" and set(op.inputs) <= set(pieces):
+                    pieces[op.output] = sum(pieces[t] for t in op.inputs)
+                if op.kind in ("conv", "dense") and op.inputs[0] in pieces:
+                    remote.append(op)
+                if not from_pieces & set(op.inputs):
+                    continue
+                from_pieces.add(op.output)
+                if op.kind == "add" and not set(op.inputs) <= from_pieces:
+                    local = [before[t] for t in op.inputs
+                             if t in stage.inputs and t in before and before[t].kind in ("conv", "dense")]
+                    break
+            assert len(local) == 1, f"{where}: no partial from the previous stage is added to the pieces' product"
+            local = local[0]
+            assert remote and {op.layer for op in remote} == {local.layer}, where
+            assert not set(local.inputs) & set(waits_in), f"{where}: the local part reads a piece"
+            own = local.inputs[0]
+            layer = next(o for o in part.graph.ops if o.name == local.layer)
+            assert own == f"{layer.inputs[0]}_d{prog.device}", f"{where}: the local part reads {own}"
+            rows = lambda op: op.params["kernel"].shape[-2]  # (kh, kw, rows, cols) or (rows, cols)
+            assert rows(local) == part.shapes[own][-1]  # exactly its own channels
+            assert all(rows(op) == pieces[op.inputs[0]] for op in remote)  # exactly the received channels
+            checked += 1
+    assert checked >= len(part.devices)
+
+
 def test_rejects_non_split_model():
     import keras
 
