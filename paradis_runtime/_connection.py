@@ -26,7 +26,7 @@ from paradis_runtime.frames import (
 )
 from paradis_runtime.link import Link, LinkWriter
 
-__all__ = ["PeerConfig", "TLS", "Connection", "HandshakeRefused", "PeerClosed"]
+__all__ = ["PeerConfig", "TLS", "TLSStream", "Connection", "HandshakeRefused", "PeerClosed"]
 
 log = logging.getLogger("paradis.peer")
 
@@ -134,6 +134,94 @@ class PeerConfig:
                 "peers are declared dead.")
         if not isinstance(self.link, Link):
             raise ValueError(f"PeerConfig: link must be a paradis_runtime.Link, received {self.link!r}.")
+
+
+class TLSStream:
+    """A TLS session over a plain socket through memory BIOs. One SSL object
+    must never be used by two threads at once (OpenSSL), yet a connection's
+    reader blocks in a read while writers send: here every SSL call holds a
+    lock and never blocks, and the socket I/O happens outside it (raw writes
+    in the order the SSL object produced them)."""
+
+    def __init__(self, raw: socket.socket, context, server_side: bool):
+        import ssl
+
+        self._ssl = ssl
+        self.raw = raw
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._obj = context.wrap_bio(self._in, self._out, server_side=server_side)
+        self._lock = threading.Lock()  # the SSL object
+        self._send_lock = threading.Lock()  # raw writes, in the order the SSL object made them
+
+    def _release_and_flush(self) -> None:
+        """Called holding the SSL lock: takes what TLS wants to send, releases
+        the lock, writes it."""
+        data = self._out.read()
+        self._send_lock.acquire()
+        self._lock.release()
+        try:
+            if data:
+                self.raw.sendall(data)
+        finally:
+            self._send_lock.release()
+
+    def _fill(self) -> bool:
+        """Moves bytes from the socket into TLS; False at end of stream."""
+        data = self.raw.recv(65536)
+        with self._lock:
+            if data:
+                self._in.write(data)
+            else:
+                self._in.write_eof()
+        return bool(data)
+
+    def _call(self, fn, *args):
+        """fn(*args) on the SSL object; None when it needs more bytes from the peer."""
+        self._lock.acquire()
+        try:
+            result = fn(*args)
+        except self._ssl.SSLWantReadError:
+            result = None
+        except BaseException:
+            self._lock.release()
+            raise
+        self._release_and_flush()
+        return result
+
+    def handshake(self, deadline: float) -> None:
+        while self._call(lambda: self._obj.do_handshake() or True) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("TLS handshake")
+            self.raw.settimeout(left)
+            if not self._fill():
+                raise PeerClosed("the peer closed the connection during the TLS handshake")
+
+    def recv_into(self, view, n: int) -> int:
+        while True:
+            try:
+                got = self._call(self._obj.read, n, view)
+            except self._ssl.SSLZeroReturnError:
+                return 0
+            if got is not None:
+                return got
+            if not self._fill():
+                return 0
+
+    def sendall(self, data) -> None:
+        self._call(self._obj.write, data)
+
+    def settimeout(self, seconds) -> None:
+        self.raw.settimeout(seconds)
+
+    def setsockopt(self, *args) -> None:
+        self.raw.setsockopt(*args)
+
+    def shutdown(self, how) -> None:
+        self.raw.shutdown(how)
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 class PeerClosed(ConnectionError):

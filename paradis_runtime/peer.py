@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig
+from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig, TLSStream
 from paradis_runtime._program import DeviceProgram, programs_for
 from paradis_runtime.frames import ErrorCode, FrameError, FrameType, Header, decode_error, encode_error
 from paradis_runtime.schedule import fuse_partials
@@ -221,8 +221,9 @@ class Peer:
         if self.config.tls is not None:
             # The TLS handshake runs here, not in the accept loop, under the handshake deadline.
             try:
-                conn.sock.settimeout(self.config.handshake_timeout)
-                conn.sock = self._server_tls.wrap_socket(conn.sock, server_side=True)
+                stream = TLSStream(conn.sock, self._server_tls, server_side=True)
+                stream.handshake(time.monotonic() + self.config.handshake_timeout)
+                conn.sock = stream
             except (OSError, ValueError) as e:
                 conn.sock.close()
                 conn.closed = True
@@ -245,7 +246,9 @@ class Peer:
                 continue
             if self.config.tls is not None:
                 try:
-                    sock = self._client_tls.wrap_socket(sock)
+                    stream = TLSStream(sock, self._client_tls, server_side=False)
+                    stream.handshake(time.monotonic() + self.config.handshake_timeout)
+                    sock = stream
                 except (OSError, ValueError) as e:
                     sock.close()
                     with self._lock:
