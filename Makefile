@@ -53,6 +53,8 @@ bench: install
 	$(PY) bench/switches.py --preset $(BENCH_PRESET)
 	$(PY) bench/export.py
 	$(PY) bench/onednn.py
+	$(PY) bench/fuzz.py
+	$(PY) bench/latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,6 +1,7 @@
 """Distributed latency across real peer processes, over emulated links.
 
-One phone-scale model (ResNet-50 at 224x224x3, 1000 classes; ``--model``),
+One phone-scale model (ResNet-50 or MobileNetV1 at 224x224x3, 1000 classes;
+``--model``),
 exported in float32 and int8, in six variants that differ only in which
 channels cross the network (gates made binary without training: random
 logits, then ``finalize_gates``; latency does not depend on trained weights):
@@ -28,7 +29,8 @@ loopback TCP with the link emulated in each sender (FRAME_FORMAT.md section
 
 Writes docs/results/latency.json, latency.md and latency.png.
 
-    python bench/latency.py [--model resnet50|resnet20] [--runs N] [--max-seconds S] [--quick]
+    python bench/latency.py [--model resnet50|mobilenet_v1|resnet20] [--runs N] [--max-seconds S] [--quick]
+                            [--export-only]
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ LINK_BUDGET = (200.0, 2.0)  # disco_link's budget: the wifi profile
 KEY = "latency-bench-session-key-" + "0" * 16
 MODELS = {
     "resnet50": {"label": "ResNet-50, 224x224x3, 1000 classes", "input_shape": (224, 224, 3), "classes": 1000},
+    "mobilenet_v1": {"label": "MobileNetV1 width 1.0, 224x224x3, 1000 classes", "input_shape": (224, 224, 3),
+                     "classes": 1000},
     "resnet20": {"label": "CIFAR ResNet-20 width 1.0, 28x28x1 (quick check)", "input_shape": (28, 28, 1),
                  "classes": 10},
 }
@@ -66,14 +70,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def build_model(name: str, variant: str):
     import numpy as np
     import keras
-    from paradis_tf.models import CifarResNet, ResNet
+    from paradis_tf.models import CifarResNet, MobileNetV1, ResNet
 
     keras.utils.set_random_seed(0)
     spec = MODELS[name]
     switch = "1x1.0" if variant == "single" else "2x0.5"
     gates = {"dense_tp": "open", "independent": "shut"}.get(variant, "learned")
     kw = dict(num_classes=spec["classes"], input_shape=spec["input_shape"], switches=switch, gates=gates)
-    model = ResNet(depth=50, width=1.0, **kw) if name == "resnet50" else CifarResNet(depth=20, width=1.0, **kw)
+    if name == "resnet50":
+        model = ResNet(depth=50, width=1.0, **kw)
+    elif name == "mobilenet_v1":
+        model = MobileNetV1(width=1.0, **kw)
+    else:
+        model = CifarResNet(depth=20, width=1.0, **kw)
     if variant.startswith("disco_"):
         rng = np.random.default_rng(0)
         for w in model.weights:
@@ -516,6 +525,8 @@ def main(argv=None) -> None:
     parser.add_argument("--soak", type=int, default=1000, help="requests in the soak (0 skips it)")
     parser.add_argument("--quick", action="store_true", help="resnet20, few runs: checks the script end to end")
     parser.add_argument("--out", default=None, help="write results here instead of docs/results")
+    parser.add_argument("--export-only", action="store_true",
+                        help="export (and cache) every bundle, measure nothing (a later run measures)")
     args = parser.parse_args(argv)
     if args.quick:
         args.model, args.runs, args.max_seconds, args.soak = "resnet20", 5, 2.0, 120
@@ -523,6 +534,11 @@ def main(argv=None) -> None:
         C.RESULTS = args.out
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # device 0 (and this process) on core 0
     image = calibration_images(args.model, 1)
+    if args.export_only:
+        for precision in PRECISIONS:
+            for variant in VARIANTS:
+                bundle_for(args.model, variant, precision)
+        return
     rows, nbytes, planner = {}, {}, []
     for precision in PRECISIONS:
         for variant in VARIANTS:
