@@ -11,6 +11,13 @@ PYTEST := $(PY) -m pytest -q -m "not large" -p no:cacheprovider -n 2 --dist load
 
 .PHONY: install system-packages test test-tf test-jax bench clean
 
+# The phone side (android_demo/): each part brings its own recipe, adds its
+# Debian packages to DEBIAN_PACKAGES and its build target to PHONE_TARGETS
+# (run by `make test` before the tests, which then exercise what it built).
+PHONE_TARGETS :=
+-include android_demo/core/build.mk
+-include android_demo/web/build.mk
+
 install: $(STAMP)
 
 # The virtual environment with TensorFlow (CI, export), JAX for the CPU (the
@@ -31,7 +38,7 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test: install system-packages test-tf test-jax
+test: install system-packages $(PHONE_TARGETS) test-tf test-jax
 
 test-tf: install
 	KERAS_BACKEND=tensorflow $(PYTEST) tests

@@ -190,19 +190,24 @@ def _rss_kib(pid="self") -> int:
 
 # -- measurements ------------------------------------------------------------------------------------------
 
+TRACES = [os.path.join(C.RUNS, "latency", f"trace{d}.jsonl") for d in (0, 1)]  # device 0 (here), device 1
+
+
 def measure(bundle: str, switch: str, link, image, runs: int, max_seconds: float, warmup: int = 2) -> dict:
     """Sequential inferences through a Coordinator (this process, core 0)
-    and, for a split switch, a peer process (core 1)."""
+    and, for a split switch, a peer process (core 1); both trace every
+    request into TRACES."""
     from paradis_runtime import Link, PeerConfig, connect
 
     config = PeerConfig(key=KEY, link=Link(*link), peer_deadline=60.0, request_deadline=120.0)
-    trace = os.path.join(C.RUNS, "latency", "trace.jsonl")
-    if os.path.exists(trace):
-        os.remove(trace)
+    for path in TRACES:
+        if os.path.exists(path):
+            os.remove(path)
+    trace = TRACES[1]
     peer = _Peer(bundle, link, trace) if switch != "1x1.0" else None
     try:
         with connect(bundle, [f"127.0.0.1:{peer.port}"] if peer else [], config=config, switches=[switch],
-                     timeout=60) as session:
+                     timeout=60, trace=TRACES[0]) as session:
             for _ in range(warmup):
                 session.run(image)
             results, start = [], time.time()
@@ -227,11 +232,22 @@ def measure(bundle: str, switch: str, link, image, runs: int, max_seconds: float
 
 
 def plan_ms(bundle: str, switch: str, link, profile) -> float:
-    from paradis_runtime.fusion_graph import read_graph
-    from paradis_runtime.planner import predict_latency, stage_seconds
+    """``paradis plan``'s prediction for ``switch`` over ``link`` (the
+    profile's per-frame overhead included, if it has one)."""
+    from paradis_runtime.planner import plan
 
-    graph = read_graph(os.path.join(bundle, switch, "fusion_graph.json"), check_files=False)
-    return predict_latency(graph, stage_seconds(profile, switch), link[0], link[1])["latency_s"] * 1e3
+    return next(r for r in plan(bundle, profile, link[0], link[1]) if r["switch"] == switch)["predicted_ms"]
+
+
+def trace_profile(bundle: str, switch: str, image, runs: int, max_seconds: float) -> tuple:
+    """The planner's profile from a run across the same two pinned processes
+    on unemulated loopback (``paradis profile --from-trace``): stage times as
+    they run in the system, and the runtime's per-frame overhead. Returns
+    (profile, the loopback row)."""
+    from paradis_runtime.planner import profile_from_traces
+
+    row = measure(bundle, switch, (0.0, 0.0), image, runs, max_seconds)
+    return profile_from_traces(bundle, TRACES, skip=2), row
 
 
 def profile_pinned(bundle: str, repeats: int) -> dict:
@@ -454,12 +470,12 @@ def write_report(payload: dict) -> None:
     for precision in PRECISIONS:
         single = rows.get(f"single/{precision}", {}).get("median_ms")
         lines += [f"## {precision}: median latency (ms); single = {single and f'{single:.1f}'} ms on one device",
-                  "", "| variant | bytes/inference | " + " | ".join(
+                  "", "| variant | bytes/inference | loopback (no emulation) | " + " | ".join(
                       f"{k} ({LINKS[k][0]:g} Mbps, {LINKS[k][1]:g} ms)" for k in LINKS) + " |",
-                  "|---|---:|" + "---:|" * len(LINKS)]
+                  "|---|---:|" + "---:|" * (len(LINKS) + 1)]
         for variant in VARIANTS[1:]:
             cells = []
-            for link in LINKS:
+            for link in ("loopback", *LINKS):
                 r = rows.get(f"{variant}/{precision}/{link}")
                 cells.append("-" if r is None else f"{r['median_ms']:.1f} ({single / r['median_ms']:.2f}x)"
                              if single else f"{r['median_ms']:.1f}")
@@ -475,10 +491,18 @@ def write_report(payload: dict) -> None:
                   f"{e['raw_tcp_round_trip_ms']:.3f} ms, paradis runtime (checked frames, reader thread, "
                   f"handler) {e['runtime_round_trip_ms']:.3f} ms: **{e['ratio']:.2f}x**.", ""]
     if payload.get("planner"):
-        lines += ["## Planner: predicted against measured", "", "| configuration | predicted ms | measured ms | error |",
-                  "|---|---:|---:|---:|"]
+        lines += ["## Planner: predicted against measured", "",
+                  "`predicted`: `paradis plan` with the profile `paradis profile --from-trace` made of one run of "
+                  "the same two processes over unemulated loopback (stage times as they run in the system, and "
+                  "the runtime's cost per frame), then the link model for each emulated link; `single` uses "
+                  "stages timed in isolation (`paradis profile`). `isolated`: the prediction from stages timed "
+                  "in isolation and no per-frame cost, for comparison. `planner_error` is the worst |error|.", "",
+                  "| configuration | predicted ms | measured ms | error | isolated ms | error |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for p in payload["planner"]:
-            lines.append(f"| {p['key']} | {p['predicted_ms']:.1f} | {p['measured_ms']:.1f} | {p['error']:+.1%} |")
+            iso = p.get("predicted_isolated_ms", p["predicted_ms"])
+            lines.append(f"| {p['key']} | {p['predicted_ms']:.1f} | {p['measured_ms']:.1f} | {p['error']:+.1%} | "
+                         f"{iso:.1f} | {p.get('error_isolated', p['error']):+.1%} |")
         lines.append("")
     if payload.get("soak"):
         so = payload["soak"]
@@ -547,17 +571,32 @@ def main(argv=None) -> None:
 
             entry = next(e for e in read_manifest(bundle)["switches"] if e["name"] == switch)
             nbytes[f"{variant}/{precision}"] = entry["bytes_per_inference"]
-            profile = profile_pinned(bundle, repeats=5 if args.quick else 10)
+            # Two profiles: stages timed in isolation (`paradis profile`), and
+            # a run over unemulated loopback (`paradis profile --from-trace`),
+            # which the planner's prediction for the emulated links uses.
+            isolated = profile_pinned(bundle, repeats=5 if args.quick else 10)
+            traced = None
+            if variant != "single":
+                traced, row = trace_profile(bundle, switch, image, args.runs, args.max_seconds)
+                row["link"] = {"mbps": 0.0, "latency_ms": 0.0, "emulated": False}
+                rows[f"{variant}/{precision}/loopback"] = row
+                print(f"{variant + '/' + precision + '/loopback':>30}: {row['median_ms']:9.1f} ms (runtime "
+                      f"overhead {1e3 * traced['switches'][switch]['per_frame_overhead_s']:.3f} ms per frame)",
+                      flush=True)
             for link in (["lan"] if variant == "single" else LINKS):
                 key = f"{variant}/{precision}" + ("" if variant == "single" else f"/{link}")
                 shape = (0.0, 0.0) if variant == "single" else LINKS[link]
                 rows[key] = row = measure(bundle, switch, shape, image, args.runs, args.max_seconds)
                 row["link"] = {"mbps": shape[0], "latency_ms": shape[1], "emulated": variant != "single"}
-                predicted = plan_ms(bundle, switch, shape, profile)
+                stages_only = plan_ms(bundle, switch, shape, isolated)
+                predicted = stages_only if traced is None else plan_ms(bundle, switch, shape, traced)
                 planner.append({"key": key, "predicted_ms": predicted, "measured_ms": row["median_ms"],
-                                "error": (predicted - row["median_ms"]) / row["median_ms"]})
-                print(f"{key:>30}: {row['median_ms']:9.1f} ms (planner {predicted:9.1f}) over {row['runs']} runs",
-                      flush=True)
+                                "error": (predicted - row["median_ms"]) / row["median_ms"],
+                                "predicted_isolated_ms": stages_only,
+                                "error_isolated": (stages_only - row["median_ms"]) / row["median_ms"],
+                                "profile": "isolated stages" if traced is None else "loopback trace"})
+                print(f"{key:>30}: {row['median_ms']:9.1f} ms (planner {predicted:9.1f}, isolated stages "
+                      f"{stages_only:9.1f}) over {row['runs']} runs", flush=True)
     exchange = exchange_overhead(bundle_for(args.model, "disco_0.2", "float32")[0])
     print(f"exchange: runtime {exchange['runtime_round_trip_ms']:.3f} ms vs raw TCP "
           f"{exchange['raw_tcp_round_trip_ms']:.3f} ms: {exchange['ratio']:.2f}x", flush=True)

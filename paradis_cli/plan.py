@@ -29,8 +29,9 @@ def add_arguments(p) -> None:
                    help="bandwidth of each directed link between devices, Mbit/s (0 = unlimited)")
     p.add_argument("--link-latency-ms", type=non_negative_float, required=True,
                    help="one-way latency of each link, ms")
-    p.add_argument("--frame-overhead-ms", type=non_negative_float, default=0.0,
-                   help="extra delay per frame beyond the link model (system calls, copies), ms (default 0)")
+    p.add_argument("--frame-overhead-ms", type=non_negative_float, default=None,
+                   help="extra delay per frame beyond the link model (system calls, copies, wake-ups), ms "
+                        "(default: the profile's, measured by 'paradis profile --from-trace'; else 0)")
     p.add_argument("--profile", default=None,
                    help="profile from 'paradis profile --out' (default: profile the bundle now, on this machine)")
     p.add_argument("--measured", default=None,
@@ -45,13 +46,17 @@ def _ms(value) -> str:
 
 def plan_text(rows: list, link, profile: dict, bundle: Path, measured_given: bool) -> str:
     bw = "unlimited bandwidth" if link.mbps is None else f"{link.mbps:g} Mbit/s"
-    overhead = f" + {1e3 * link.per_frame_overhead_s:g} ms per frame" if link.per_frame_overhead_s else ""
+    overheads = sorted({round(r.get("frame_overhead_ms", 0.0), 3) for r in rows})
+    overhead = (f" + {overheads[0]:g} ms per frame" if len(overheads) == 1 and overheads[0]
+                else f" + the profile's per-frame overhead ({', '.join(f'{o:g}' for o in overheads)} ms)"
+                if len(overheads) > 1 else "")
     m = profile["machine"]
     lines = [
         f"plan for bundle {bundle}",
         f"link: {bw}, {link.latency_ms:g} ms one way{overhead}, on each directed link between devices: assumed "
         "for the predictions (the FRAME_FORMAT.md section 9 model that 'paradis run' emulates in the sender)",
-        f"compute: stage medians measured on {m.get('cpu', 'unknown')} ({m.get('cores', '?')} cores), "
+        f"compute: stage medians measured {'in a run across peers ' if profile.get('source') == 'traces' else ''}"
+        f"on {m.get('cpu', 'unknown')} ({m.get('cores', '?')} cores), "
         f"{profile['num_threads']} LiteRT thread(s) per device, one core per device assumed",
     ]
     header = (f"  {'switch':<14} {'devices':>7} {'wire bytes':>10} {'frames':>6} {'predicted ms':>12}"
@@ -94,14 +99,15 @@ def run(args) -> None:
     from paradis_runtime.planner import (LinkModel, attach_measurements, plan, profile_bundle, read_measurements,
                                          read_profile)
 
-    link = LinkModel(args.link_mbps, args.link_latency_ms, args.frame_overhead_ms / 1e3)
+    given = None if args.frame_overhead_ms is None else args.frame_overhead_ms / 1e3
+    link = LinkModel(args.link_mbps, args.link_latency_ms, given or 0.0)
     measurements = read_measurements(args.measured) if args.measured else None
     if args.profile:
         profile = read_profile(args.profile)
     else:
         print(f"no --profile: profiling {bundle} on this machine first", file=sys.stderr, flush=True)
         profile = profile_bundle(bundle, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    rows = plan(bundle, profile, link.mbps, link.latency_ms, link.per_frame_overhead_s)
+    rows = plan(bundle, profile, link.mbps, link.latency_ms, given)
     if measurements is not None:
         rows = attach_measurements(rows, measurements, link.mbps, link.latency_ms)
     print(plan_text(rows, link, profile, bundle, measurements is not None))
@@ -111,7 +117,9 @@ def run(args) -> None:
             "version": 1,
             "bundle": str(bundle),
             "link": {"mbps": link.mbps, "latency_ms": link.latency_ms,
-                     "frame_overhead_ms": 1e3 * link.per_frame_overhead_s, "source": "assumed"},
+                     "frame_overhead_ms": (None if given is None else 1e3 * given),
+                     "frame_overhead_source": "profile" if given is None else "--frame-overhead-ms",
+                     "source": "assumed"},
             "profile": {"file": args.profile, "machine": profile["machine"], "num_threads": profile["num_threads"],
                         "repeats": profile.get("repeats")},
             "fastest": rows[0]["switch"],

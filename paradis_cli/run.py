@@ -39,6 +39,9 @@ def add_arguments(p) -> None:
     add_network_arguments(p)
     p.add_argument("--report", default=None,
                    help="write the summary as JSON (a list of rows, one per switch used)")
+    p.add_argument("--trace", default=None,
+                   help="append one JSON line per request (device 0's stage times) to this file; with the "
+                        "peers' --trace files it makes a profile: 'paradis profile --from-trace'")
 
 
 def load_image(path: Path, graph: dict):
@@ -114,7 +117,8 @@ def run(args) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     switches = [s for s in args.switch.split(",") if s] if args.switch else None
     try:
-        session = Coordinator(bundle, peers, switches=switches, in_flight=args.in_flight, config=config)
+        session = Coordinator(bundle, peers, switches=switches, in_flight=args.in_flight, config=config,
+                              trace=Path(args.trace) if args.trace else None)
     except ValueError as e:
         if "bundle" in str(e) or "switch" in str(e):
             raise

@@ -479,7 +479,8 @@ class Peer:
         record = {"switch": program.switch, "device": self.device, "request_id": st.rid, "wall_start": st.wall,
                   "compute_s": st.compute_s, "wire_s": st.wire_s, "total_s": time.monotonic() - st.created,
                   "stages": st.stages, "arrivals": {str(k): v for k, v in st.arrivals.items()},
-                  "link": self.config.link.describe()}
+                  "link": self.config.link.describe(), "link_mbps": self.config.link.mbps,
+                  "link_latency_ms": self.config.link.latency_ms}
         self._trace.write(json.dumps(record) + "\n")
         self._trace.flush()
 

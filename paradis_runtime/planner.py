@@ -22,6 +22,7 @@ model on the training side. The cost model is described in
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -40,7 +41,7 @@ from paradis_runtime.schedule import Plan, fuse
 
 __all__ = [
     "PROFILE_SCHEMA", "PROFILE_VERSION", "ProfileError", "LinkModel", "exchange_cost_s", "tensor_bytes",
-    "profile_bundle", "write_profile", "read_profile", "check_profile", "stage_seconds", "predict_latency",
+    "profile_bundle", "profile_from_traces", "write_profile", "read_profile", "check_profile", "stage_seconds", "predict_latency",
     "plan", "read_measurements", "attach_measurements",
 ]
 
@@ -178,7 +179,8 @@ def predict_latency(graph: dict, stage_seconds: list, mbps: Optional[float], lat
         included), ``per_device``: ``[{device, compute_s, wait_s, finish_s,
         frames_sent, bytes_sent}]`` with ``compute_s + wait_s == finish_s``,
         ``critical_path``: ``[{kind, where, seconds}]`` largest first, which
-        sums to ``latency_s``, and ``bottleneck``: its largest entry, in words.
+        sums to ``latency_s``, ``critical_frames``: how many frames lie on
+        it, and ``bottleneck``: its largest entry, in words.
     """
     link = LinkModel(mbps, latency_ms, per_frame_overhead_s)
     fusion_s = _number(fusion_s, "fusion_s", "a finite number >= 0", lambda v: 0 <= v < math.inf)
@@ -262,8 +264,10 @@ def predict_latency(graph: dict, stage_seconds: list, mbps: Optional[float], lat
     compute[f] += fusion_s
 
     path: dict = {}
+    critical_frames = 0
     e = end
     while e.before is not None:
+        critical_frames += e.kind == "latency"  # one per frame on the path, even on a free link
         if e.seconds > 0:  # a free fusion or an unlimited link is no part of any delay
             path[(e.kind, e.where)] = path.get((e.kind, e.where), 0.0) + e.seconds
         e = e.before
@@ -284,6 +288,7 @@ def predict_latency(graph: dict, stage_seconds: list, mbps: Optional[float], lat
                         "finish_s": free[d].time, "frames_sent": frames_sent[d], "bytes_sent": bytes_sent[d]}
                        for d in range(n)],
         "critical_path": critical,
+        "critical_frames": critical_frames,
         "bottleneck": bottleneck,
     }
 
@@ -369,6 +374,113 @@ def _profile_switch(name: str, graph_path: Path, repeats: int, warmup: int, num_
     return {"graph_sha256": sha256_file(graph_path), "devices": devices, "fusion": _summary(samples)}
 
 
+def _read_trace_lines(path: Path) -> list:
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read the trace ({e.strerror or e}); pass the file `paradis peer "
+                           "--trace` or `paradis run --trace` wrote.") from None
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except ValueError:
+            raise ProfileError(f"{path}: line {i + 1} is not JSON; a trace holds one JSON object per line "
+                               "(`paradis peer --trace`).") from None
+        if not isinstance(r, dict) or not {"switch", "device", "stages", "total_s"} <= set(r):
+            raise ProfileError(f"{path}: line {i + 1} is not a request record (it needs 'switch', 'device', "
+                               "'stages' and 'total_s'); pass the file `paradis peer --trace` wrote.")
+        records.append(r)
+    return records
+
+
+def profile_from_traces(bundle_dir, traces: Sequence, skip: int = 2) -> dict:
+    """A profile measured in the running system rather than stage by stage.
+
+    ``traces``: the JSON-lines files ``paradis peer --trace`` and ``paradis
+    run --trace`` wrote while the bundle ran across its devices (one file
+    per process, any switches). Each stage keeps the median and 90th
+    percentile of its time inside those runs (after the first ``skip``
+    requests of each device and switch), where it pays what isolated
+    profiling does not see: caches shared with the network stack, cores
+    that idle between exchanges. Each switch also gets the runtime's
+    ``per_frame_overhead_s``: the part of the input device's median latency
+    that the link model (the link the trace records) and these stage times
+    leave unexplained, spread over the frames on the critical path; the
+    planner adds it to every frame. Traces taken on an unemulated loopback
+    then predict any emulated or real link.
+
+    Raises ProfileError when a switch of the bundle lacks a device's records
+    or a record names a stage the graph does not have.
+    """
+    skip = _check_count(skip, "skip", 0)
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    if isinstance(traces, (str, Path)) or not traces:
+        raise ValueError(f"traces must be a non-empty list of trace files, received {traces!r}.")
+    by_key: dict = {}  # (switch, device) -> [record]
+    for path in traces:
+        for r in _read_trace_lines(Path(path)):
+            by_key.setdefault((r["switch"], r["device"]), []).append(r)
+    switches = {}
+    for e in manifest["switches"]:
+        name, path = e["name"], bundle_dir / e["graph"]
+        graph = read_graph(path, check_files=False)
+        if not any(k[0] == name for k in by_key):
+            continue  # not run: the profile covers the switches the traces ran
+        devices, stage_times = [], []
+        for d, dev in enumerate(graph["devices"]):
+            records = by_key.get((name, d), [])[skip:]
+            if not records:
+                raise ProfileError(f"switch {name!r}: no trace records of device {d} (after skipping {skip}); "
+                                   f"pass the trace of every device's process (`--trace` on `paradis peer` and "
+                                   "`paradis run`) and run more requests.")
+            samples = {s["name"]: [] for s in dev["stages"]}
+            for r in records:
+                for stage, start, end in r["stages"]:
+                    if stage not in samples:
+                        raise ProfileError(f"switch {name!r}: the trace of device {d} names stage {stage!r}, "
+                                           f"which {path} does not have: the trace belongs to another export.")
+                    samples[stage].append(end - start)
+            missing = [k for k, v in samples.items() if not v]
+            if missing:
+                raise ProfileError(f"switch {name!r}: device {d}'s trace never ran stage(s) {missing}.")
+            devices.append({"stages": {k: _summary(v) for k, v in samples.items()}})
+            stage_times.append({k: float(np.median(v)) for k, v in samples.items()})
+        source = graph["input"]["device"]
+        head = by_key[(name, source)][skip:]
+        measured = float(np.median([r["total_s"] for r in head]))
+        mbps = head[-1].get("link_mbps") or None
+        latency_ms = head[-1].get("link_latency_ms") or 0.0
+        # Fixed point: the overhead moves the critical path, so recount its frames.
+        overhead = 0.0
+        for _ in range(5):
+            p = predict_latency(graph, stage_times, mbps, latency_ms, overhead)
+            if not p["critical_frames"]:
+                break
+            overhead = max(0.0, overhead + (measured - p["latency_s"]) / p["critical_frames"])
+        switches[name] = {"graph_sha256": sha256_file(path), "devices": devices,
+                          "per_frame_overhead_s": overhead, "measured_ms": 1e3 * measured,
+                          "requests": len(head), "link_mbps": mbps, "link_latency_ms": latency_ms}
+    if not switches:
+        ran = sorted({k[0] for k in by_key})
+        raise ProfileError(f"the traces ran switch(es) {ran}, none of which {bundle_dir} holds "
+                           f"({[e['name'] for e in manifest['switches']]}).")
+    return {
+        "schema": PROFILE_SCHEMA,
+        "version": PROFILE_VERSION,
+        "source": "traces",
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "system": platform.platform()},
+        "num_threads": 1,
+        "repeats": min(s["requests"] for s in switches.values()),
+        "warmup": skip,
+        "bundle": str(bundle_dir),
+        "switches": switches,
+    }
+
+
 def _check_count(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, received {value!r}.")
@@ -450,6 +562,9 @@ def _check_layout(doc, where: str) -> None:
                 _check_stats(stats, f"switches.{name}.devices[{d}].stages.{stage}", fail)
         if "fusion" in entry:
             _check_stats(entry["fusion"], f"switches.{name}.fusion", fail)
+        overhead = entry.get("per_frame_overhead_s", 0.0)
+        if isinstance(overhead, bool) or not isinstance(overhead, (int, float)) or not 0 <= overhead < math.inf:
+            fail(f"switches.{name}.per_frame_overhead_s", f"must be a number of seconds >= 0, received {overhead!r}")
 
 
 def _check_stats(stats, field: str, fail) -> None:
@@ -473,6 +588,8 @@ def read_profile(path) -> dict:
 def check_profile(profile: dict, bundle_dir, where: str = "profile") -> dict:
     """Every switch of the bundle, as ``{name: graph}``, after checking that
     ``profile`` timed exactly these fusion graphs (same sha256, same stages).
+    A profile from traces (``profile_from_traces``) covers the switches that
+    ran; the others are left out.
 
     Raises ProfileError naming the switch when the profile lacks it or timed
     another graph (another bundle, or a re-export).
@@ -485,6 +602,8 @@ def check_profile(profile: dict, bundle_dir, where: str = "profile") -> dict:
     for e in manifest["switches"]:
         name, path = e["name"], bundle_dir / e["graph"]
         entry = profile["switches"].get(name)
+        if entry is None and profile.get("source") == "traces":
+            continue
         if entry is None:
             raise ProfileError(f"{where}: has no switch {name!r}, which the bundle {bundle_dir} holds (it holds "
                                f"{sorted(profile['switches'])}): {again}.")
@@ -515,8 +634,12 @@ def stage_seconds(profile: dict, switch: str, statistic: str = "median_s") -> li
 
 
 def plan(bundle_dir, profile: dict, mbps: Optional[float], latency_ms: float,
-         per_frame_overhead_s: float = 0.0) -> list:
+         per_frame_overhead_s: Optional[float] = None) -> list:
     """The bundle's switches ranked by predicted latency over the given link.
+
+    ``per_frame_overhead_s``: what the runtime adds per frame; None takes each
+    switch's from the profile (``profile_from_traces`` measures it; 0 in a
+    profile of isolated stages).
 
     Returns one dict per switch, fastest first: ``switch``, ``devices``,
     ``bytes_per_inference`` (every frame on the wire, input copies and
@@ -524,14 +647,16 @@ def plan(bundle_dir, profile: dict, mbps: Optional[float], latency_ms: float,
     ``compute_ms`` (the busiest device's compute), ``bottleneck`` and
     ``per_device`` (from ``predict_latency``).
     """
-    link = LinkModel(mbps, latency_ms, per_frame_overhead_s)  # the link's errors before any work
+    link = LinkModel(mbps, latency_ms, per_frame_overhead_s or 0.0)  # the link's errors before any work
     graphs = check_profile(profile, bundle_dir)
     rows = []
     for name, graph in graphs.items():
         # Profiles without a fusion time (hand-written ones) count it as free: it is a few microseconds.
         fusion = profile["switches"][name].get("fusion", {}).get("median_s", 0.0)
-        p = predict_latency(graph, stage_seconds(profile, name), link.mbps, link.latency_ms,
-                            link.per_frame_overhead_s, fusion_s=fusion)
+        overhead = (profile["switches"][name].get("per_frame_overhead_s", 0.0) if per_frame_overhead_s is None
+                    else link.per_frame_overhead_s)
+        p = predict_latency(graph, stage_seconds(profile, name), link.mbps, link.latency_ms, overhead,
+                            fusion_s=fusion)
         rows.append({
             "switch": name,
             "devices": len(graph["devices"]),
@@ -539,6 +664,7 @@ def plan(bundle_dir, profile: dict, mbps: Optional[float], latency_ms: float,
             "exchanges": p["exchanges"],
             "predicted_ms": 1e3 * p["latency_s"],
             "compute_ms": 1e3 * max(d["compute_s"] for d in p["per_device"]),
+            "frame_overhead_ms": 1e3 * overhead,
             "bottleneck": p["bottleneck"],
             "per_device": p["per_device"],
         })

@@ -80,7 +80,10 @@ def test_plan_predicts_compares_and_writes_json(bundle, profile_file, tmp_path, 
                    "--profile", profile_file, "--measured", measured, "--json", out) == 0
     printed = capsys.readouterr().out
     doc = json.loads(out.read_text())
-    assert doc["link"] == {"mbps": 50.0, "latency_ms": 2.0, "frame_overhead_ms": 0.0, "source": "assumed"}
+    # No --frame-overhead-ms: each switch's comes from the profile (0 for stages timed in isolation).
+    assert doc["link"] == {"mbps": 50.0, "latency_ms": 2.0, "frame_overhead_ms": None,
+                           "frame_overhead_source": "profile", "source": "assumed"}
+    assert all(r["frame_overhead_ms"] == 0.0 for r in doc["rows"])
     assert "assumed for the predictions" in printed and "50 Mbit/s, 2 ms one way" in printed
     rows = table(printed)
     # Fastest first and marked; the rows are the JSON's, in its order.

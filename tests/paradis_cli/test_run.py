@@ -23,7 +23,7 @@ def bundles(tmp_path_factory):
 @pytest.fixture(scope="module")
 def peer(bundles, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run_peer")
-    with peers(bundles / "a", 1, folder) as (addresses, _):
+    with peers(bundles / "a", 1, folder, extra=("--trace", str(folder / "peer1.jsonl"))) as (addresses, _):
         yield addresses, folder / "session.key"
 
 
@@ -64,6 +64,34 @@ def test_dataset_with_accuracy_and_report(bundles, peer, tmp_path, capsys):
     assert [r["switch"] for r in rows] == ["2x0.5"]
     assert rows[0]["count"] == 30 and rows[0]["accuracy"] == pytest.approx(accuracy)
     assert rows[0]["median_ms"] > 0 and rows[0]["link"].startswith("no link emulation")
+
+
+def test_traces_of_a_run_make_a_profile_for_the_planner(bundles, peer, tmp_path, capsys):
+    addresses, key = peer
+    trace0, trace1 = tmp_path / "run.jsonl", key.parent / "peer1.jsonl"
+    code = main(["run", "--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(key),
+                 "--dataset", "fashion-mnist", "--count", "12", "--trace", str(trace0)])
+    assert code == 0, capsys.readouterr().out
+    records = [json.loads(line) for line in trace0.read_text().splitlines()]
+    assert len(records) == 12 and {r["device"] for r in records} == {0}
+    assert all(r["link_mbps"] == 0 and r["stages"] for r in records)
+    capsys.readouterr()
+    profile = tmp_path / "profile.json"
+    assert main(["profile", "--bundle", str(bundles / "a"), "--from-trace", str(trace0), str(trace1),
+                 "--out", str(profile)]) == 0
+    out = capsys.readouterr().out
+    assert "runtime overhead" in out and "ms per frame" in out
+    doc = json.loads(profile.read_text())
+    assert doc["source"] == "traces" and list(doc["switches"]) == ["2x0.5"]
+    assert doc["switches"]["2x0.5"]["per_frame_overhead_s"] >= 0
+    assert main(["plan", "--bundle", str(bundles / "a"), "--profile", str(profile), "--link-mbps", "100",
+                 "--link-latency-ms", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "in a run across peers" in out and "2x0.5" in out and "1x1.0" not in out.split("switch", 2)[-1]
+    # A trace file of another kind is refused with its name.
+    (tmp_path / "bad.jsonl").write_text('{"not": "a record"}\n')
+    assert main(["profile", "--bundle", str(bundles / "a"), "--from-trace", str(tmp_path / "bad.jsonl")]) == 1
+    assert "bad.jsonl: line 1 is not a request record" in capsys.readouterr().err
 
 
 def _run(args, capsys):

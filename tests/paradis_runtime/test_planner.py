@@ -360,3 +360,65 @@ def test_profile_arguments_are_checked(bundle):
         profile_bundle(bundle, repeats=0)
     with pytest.raises(ValueError, match=r"num_threads must be an int >= 1, received 1\.5"):
         profile_bundle(bundle, num_threads=1.5)
+
+
+def _write_traces(folder, graph, stage_times, total_s, requests=5, switch="2x0.5"):
+    paths = []
+    for d, dev in enumerate(graph["devices"]):
+        path = folder / f"trace{d}.jsonl"
+        with open(path, "w") as f:
+            for rid in range(1, requests + 1):
+                t, stages = 0.0, []
+                for st in dev["stages"]:
+                    stages.append([st["name"], t, t + stage_times[d][st["name"]]])
+                    t += stage_times[d][st["name"]]
+                f.write(json.dumps({"switch": switch, "device": d, "request_id": rid, "stages": stages,
+                                    "total_s": total_s if d == graph["input"]["device"] else t,
+                                    "link_mbps": 0.0, "link_latency_ms": 0.0}) + "\n")
+        paths.append(path)
+    return paths
+
+
+def test_a_profile_from_traces_recovers_stage_times_and_the_per_frame_overhead(bundle, profile, tmp_path):
+    from paradis_runtime.planner import profile_from_traces
+
+    graph = read_graph(bundle / "2x0.5" / "fusion_graph.json")
+    times = stage_seconds(profile, "2x0.5")
+    # What the runtime measured: the link model plus 0.5 ms per frame on the critical path.
+    truth = predict_latency(graph, times, None, 0, per_frame_overhead_s=0.0005)
+    paths = _write_traces(tmp_path, graph, times, truth["latency_s"])
+    traced = profile_from_traces(bundle, paths, skip=2)
+    entry = traced["switches"]["2x0.5"]
+    assert list(traced["switches"]) == ["2x0.5"] and traced["source"] == "traces" and entry["requests"] == 3
+    assert stage_seconds(traced, "2x0.5") == [pytest.approx(t) for t in times]
+    assert entry["per_frame_overhead_s"] == pytest.approx(0.0005, rel=1e-6)
+    # The planner adds it to every frame over any link, and plans only the switches that ran.
+    rows = plan(bundle, traced, 50, 2)
+    assert [r["switch"] for r in rows] == ["2x0.5"]
+    want = predict_latency(graph, times, 50, 2, per_frame_overhead_s=0.0005)["latency_s"]
+    assert rows[0]["predicted_ms"] == pytest.approx(1e3 * want) and rows[0]["frame_overhead_ms"] == pytest.approx(0.5)
+    assert plan(bundle, traced, 50, 2, per_frame_overhead_s=0.0)[0]["predicted_ms"] < rows[0]["predicted_ms"]
+    write_profile(traced, tmp_path / "p.json")
+    assert read_profile(tmp_path / "p.json")["switches"]["2x0.5"]["per_frame_overhead_s"] == pytest.approx(0.0005)
+
+
+def test_a_profile_from_traces_names_what_is_missing_or_foreign(bundle, profile, tmp_path):
+    from paradis_runtime.planner import profile_from_traces
+
+    graph = read_graph(bundle / "2x0.5" / "fusion_graph.json")
+    times = stage_seconds(profile, "2x0.5")
+    t0, t1 = _write_traces(tmp_path, graph, times, 0.01)
+    with pytest.raises(ProfileError, match="no trace records of device 1"):
+        profile_from_traces(bundle, [t0])
+    first = graph["devices"][1]["stages"][0]["name"]
+    (tmp_path / "foreign.jsonl").write_text(t1.read_text().replace(f'["{first}"', '["nope"'))
+    with pytest.raises(ProfileError, match="names stage 'nope'"):
+        profile_from_traces(bundle, [t0, tmp_path / "foreign.jsonl"])
+    (tmp_path / "junk.jsonl").write_text("not json\n")
+    with pytest.raises(ProfileError, match="junk.jsonl: line 1 is not JSON"):
+        profile_from_traces(bundle, [tmp_path / "junk.jsonl"])
+    _write_traces(tmp_path, graph, times, 0.01, switch="9x9")
+    with pytest.raises(ProfileError, match="none of which"):
+        profile_from_traces(bundle, [tmp_path / "trace0.jsonl"])
+    with pytest.raises(ValueError, match="traces must be a non-empty list"):
+        profile_from_traces(bundle, str(t0))
