@@ -13,8 +13,8 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -292,7 +292,10 @@ class Connection:
     # -- writing -------------------------------------------------------------
     def _write(self, frame: bytes) -> None:
         with self._wlock:
-            self.sock.sendall(frame)  # one call per frame: header and payload in one buffer
+            try:
+                self.sock.sendall(frame)  # one call per frame: header and payload in one buffer
+            except BlockingIOError:  # SO_SNDTIMEO ran out (see run)
+                raise TimeoutError(f"unresponsive: the peer took nothing for {self.config.peer_deadline} s") from None
 
     def send(self, frame: bytes) -> bool:
         """Queues one whole frame for the writer thread (which writes it at
@@ -317,7 +320,8 @@ class Connection:
                 sent, error = 0, None
                 if writer.idle:
                     try:
-                        sent = self.sock.send(frame, socket.MSG_DONTWAIT) if _writable(self.sock) else 0
+                        # A blocking socket (see run): MSG_DONTWAIT takes what fits, or raises.
+                        sent = self.sock.send(frame, socket.MSG_DONTWAIT)
                     except BlockingIOError:
                         sent = 0
                     except (OSError, ValueError) as e:
@@ -463,7 +467,16 @@ class Connection:
             self.close(f"the handshake broke off ({_why(e)})")
             self.node._handshake_failed(self, HandshakeRefused(0, _why(e), remote=True))
             return
-        self.sock.settimeout(self.config.peer_deadline)
+        if self.config.tls is None:
+            # A blocking socket whose kernel timeouts are the peer deadline: each
+            # recv and send is then one system call (a Python socket timeout
+            # polls before every call), which is most of a frame's cost here.
+            self.sock.settimeout(None)
+            deadline = _timeval(self.config.peer_deadline)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, deadline)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, deadline)
+        else:
+            self.sock.settimeout(self.config.peer_deadline)
         # Frames leave from a writer thread, so a stage's compute never waits for
         # the receiver to drain its socket (on one core per device it may be
         # busy computing); with link emulation the same queue holds each frame
@@ -493,7 +506,7 @@ class Connection:
             except FrameError as e:
                 self.fail(e.code, e.detail)
                 return
-            except socket.timeout:
+            except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
                 self.close(f"unresponsive: nothing received for {self.config.peer_deadline} s")
                 return
             except (OSError, ValueError) as e:
@@ -505,9 +518,10 @@ class Connection:
                 return
 
 
-def _writable(sock: socket.socket) -> bool:
-    """The socket's send buffer has room now (poll, no wait)."""
-    return bool(select.select((), (sock,), (), 0)[1])
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for SO_RCVTIMEO / SO_SNDTIMEO."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
 
 
 def _why(e: BaseException) -> str:
