@@ -25,7 +25,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery]'
+	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery,web]'
 	touch $@
 
 # Debian packages: Fashion-MNIST (the built-in data set); openssl (test certificates for TLS).
@@ -62,6 +62,7 @@ bench: install
 	$(PY) bench/onednn.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/latency.py
+	$(PY) bench/web.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

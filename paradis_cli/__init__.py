@@ -16,7 +16,7 @@ from paradis_cli._common import CommandFailed, UsageError
 
 __all__ = ["main", "UsageError", "VERBS"]
 
-VERBS = ("train", "export", "inspect", "peer", "run", "profile", "plan")
+VERBS = ("train", "export", "inspect", "peer", "run", "profile", "plan", "serve-web")
 
 
 def parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
         epilog="Exit status: 0 success, 2 usage error (a flag or its value), 1 failure.")
     sub = top.add_subparsers(dest="command", required=True)
     for name in VERBS:
-        module = importlib.import_module(f"paradis_cli.{name}")
+        module = importlib.import_module(f"paradis_cli.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         if name == verb:
             module.add_arguments(p)
@@ -38,7 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     args = parser(verb if verb in VERBS else None).parse_args(argv)
-    module = importlib.import_module(f"paradis_cli.{args.command}")
+    module = importlib.import_module(f"paradis_cli.{args.command.replace('-', '_')}")
     try:
         module.run(args)
     except UsageError as e:

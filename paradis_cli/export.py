@@ -1,7 +1,7 @@
 """``paradis export``: one TFLite file per device and the fusion graph, per switch.
 
     paradis export --checkpoint runs/r20/model.keras --switches 2x0.5,1x1.0 \\
-        [--int8 --calibration 500] --out runs/r20/bundle
+        [--int8 --calibration 500 [--browser]] --out runs/r20/bundle
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ def add_arguments(e) -> None:
     e.add_argument("--dataset", default=None,
                    help=f"int8 calibration images: '{_DEFAULT_DATASET}' (default) or 'folder:TRAIN_DIR', "
                         "the data the checkpoint was trained on")
+    e.add_argument("--browser", action="store_true",
+                   help="int8: also write device files with uint8 stage inputs and outputs for the web peer "
+                        "(LiteRT.js refuses int8 ones; float32 files run in browsers as they are)")
     e.add_argument("--out", required=True, help="bundle folder to create")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
 
@@ -94,8 +97,10 @@ def run(args) -> dict:
         raise UsageError(f"--{e}") from None
     input_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
     calibration = _calibration_images(args, args.calibration, input_shape) if args.int8 else None
+    if args.browser and not args.int8:
+        print("--browser: float32 device files run in browsers as they are; nothing extra to write")
     manifest = export_bundle(model, names, args.out, int8=args.int8, calibration=calibration,
-                             overwrite=args.overwrite, progress=print)
+                             overwrite=args.overwrite, progress=print, browser=args.browser)
     print(f"wrote {args.out}")
     from paradis_cli.inspect import inspect_text
 

@@ -62,6 +62,7 @@ def export_bundle(
     calibration=None,
     overwrite: bool = False,
     progress: Optional[Callable[[str], None]] = print,
+    browser: bool = False,
 ) -> dict:
     """Exports ``switches`` of ``model`` into the bundle folder ``out``.
 
@@ -71,6 +72,7 @@ def export_bundle(
         out: the bundle folder; must not exist unless ``overwrite``.
         int8, calibration: see ``export_switch``.
         progress: called with one line per step; None for silence.
+        browser: int8: also write the browser files (``export_switch``).
 
     Returns:
         The manifest (a dict, as written).
@@ -86,7 +88,8 @@ def export_bundle(
         for name in names:
             folder = _folder(name)
             (tmp / folder).mkdir()
-            graph = export_switch(model, name, tmp / folder, int8=int8, calibration=calibration, progress=progress)
+            graph = export_switch(model, name, tmp / folder, int8=int8, calibration=calibration, progress=progress,
+                                  browser=browser)
             entries.append({
                 "name": name,
                 "num_devices": len(graph["devices"]),

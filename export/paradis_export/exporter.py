@@ -69,6 +69,7 @@ def export_switch(
     calibration: Optional[np.ndarray] = None,
     preprocessing: Optional[dict] = None,
     progress: Optional[Callable[[str], None]] = None,
+    browser: bool = False,
 ) -> dict:
     """Writes ``device{k}.tflite`` for each device and ``fusion_graph.json``.
 
@@ -81,6 +82,10 @@ def export_switch(
         preprocessing: the input's pixel mapping (see the schema), default
             ``pixel / 255``.
         progress: called with a line per step (e.g. ``print``).
+        browser: int8 only: also write ``device{k}.browser.tflite`` (uint8
+            stage I/O, which LiteRT.js accepts where it refuses int8) and
+            ``browser.json`` (``paradis_export.browser``). Float32 files run
+            in browsers as they are, so float32 ignores it.
 
     Returns:
         The fusion graph (a dict, as written).
@@ -120,6 +125,11 @@ def export_switch(
         flat, quant = _unify_quantization(part, flat)
     doc = _graph_doc(model, part, directory, flat, quant, int8, preprocessing)
     write_graph(doc, directory / "fusion_graph.json")
+    if browser and int8:
+        from paradis_export.browser import write_browser_files
+
+        write_browser_files(directory, doc)
+        say(f"[{sw.name}] browser files: uint8 I/O for LiteRT.js")
     return doc
 
 

@@ -7,6 +7,21 @@ rejected with follows from section 6's order (written here by hand, not
 computed by a codec). Every implementation's tests read frames.json and
 check its decoder against every entry.
 
+Generated vectors (packed here with ``struct`` from the spec's tables, never
+with a runtime's codec, so that a codec bug cannot leak into its own oracle):
+
+* ``good_frames``: whole frames (header + payload) of every frame type and
+  every TENSOR dtype, with the fields a decoder must read back. ``dtype`` is
+  the graph's dtype name for TENSOR frames and ``null`` (code 0) otherwise;
+  ``shape`` is ``[]`` for non-TENSOR frames. Each decoder must decode them,
+  each encoder must reproduce ``frame_hex`` from ``fields`` (and the payload).
+* ``error_payloads``: ERROR payloads (``tensor_id`` ``null`` = 0xFFFFFFFF);
+  ``message`` is the decoded text (a message longer than 1024 UTF-8 bytes is
+  cut at a character boundary, so encoding ``message`` gives ``payload_hex``).
+* ``hello_payloads``: HELLO payloads with their fields.
+* ``bad_payloads``: control payloads whose layout is broken, each rejected
+  with ``BAD_PAYLOAD`` by the payload decoder (§6 step 8).
+
     python export/vectors/make_frames.py   # rewrites frames.json next to it
 """
 
@@ -66,6 +81,132 @@ def patched(patches) -> bytes:
     return bytes(out)
 
 
+_HEADER = struct.Struct("<4sBBHHBBIQQ6I8x")
+_TYPES = {"TENSOR": 1, "HELLO": 2, "AUTH": 3, "ERROR": 4, "HEARTBEAT": 5, "CANCEL": 6}
+_DTYPES = {"float32": (1, "<f"), "int8": (2, "<b")}
+HMAC_KEY = b"paradis-test-secret-0123456789ab"
+HMAC_SHA = bytes([0x11]) * 32
+NONCE_0, NONCE_1 = bytes(range(0, 32)), bytes(range(32, 64))
+MAC_0_TO_1 = "0b6a60b9e23cdea6f335fed7434b427425bab66ce1d83246c35301ba4f75f111"
+MAC_1_TO_0 = "64f4d8f2ae361e365417c2f3d01b5ba15e1176b924abbe99c23c74334a980c7b"
+
+
+def _header(type_name, payload_len, request_id=0, tensor_id=0, dtype=None, shape=()) -> bytes:
+    dims = list(shape) + [0] * (6 - len(shape))
+    return _HEADER.pack(b"PRDS", 1, _TYPES[type_name], 0, 64, _DTYPES[dtype][0] if dtype else 0, len(shape),
+                        tensor_id, payload_len, request_id, *dims)
+
+
+def _count(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _tensor_values(dtype: str, n: int) -> list:
+    """Deterministic values that exercise sign, byte order and (float32)
+    the exponent: int8 walks -128..127, float32 mixes small, negative,
+    fractional and large values so every byte of the little-endian word
+    varies."""
+    if dtype == "int8":
+        return [(i * 37 + 11) % 256 - 128 for i in range(n)]
+    specials = [0.0, -0.0, 1.0, -1.5, 3.14159274, 1e-7, -65504.0, 2.5e30]
+    return [specials[i] if i < len(specials) else (i % 17 - 8) * 0.125 + i * 1e-3 for i in range(n)]
+
+
+def _error_payload(code: int, message: str, tensor_id) -> tuple:
+    text = message.encode("utf-8")[:1024].decode("utf-8", errors="ignore")
+    raw = text.encode("utf-8")
+    payload = struct.pack("<HHI", code, len(raw), 0xFFFFFFFF if tensor_id is None else tensor_id) + raw
+    return text, payload
+
+
+def _hello_payload(sha: bytes, nonce: bytes, device: int, peer_device: int, switch: str) -> bytes:
+    name = switch.encode("ascii")
+    return sha + nonce + struct.pack("<HHB", device, peer_device, len(name)) + name
+
+
+# (name, graph dtype, shape, tensor_id, request_id): every dtype, rank 1..6,
+# the largest request id JavaScript holds exactly, the largest tensor id.
+GOOD_TENSORS = [
+    ("tensor_int8_worked_example", "int8", [1, 14, 14, 3], 7, 1),
+    ("tensor_float32_nhwc", "float32", [1, 2, 3, 4], 3, 4294967296),
+    ("tensor_float32_rank1", "float32", [8], 0, 9007199254740991),
+    ("tensor_int8_rank6", "int8", [1, 2, 1, 3, 1, 2], 4294967294, 123456789),
+    ("tensor_float32_rank2_tokens", "float32", [1, 5], 65536, 2),
+    ("tensor_int8_rank3", "int8", [1, 1, 300], 12, 77),
+]
+
+ERRORS = [  # (code, message, tensor_id)
+    (13, "tensor id 8 is not expected from this peer", 8),
+    (9, "", None),
+    (128, "stage2 raised: division by zero \u00e9\u4e2d\U0001f600", None),
+    (130, "request 5 abandoned at the local deadline", 0),
+    (129, "x" * 1024, 4294967294),
+    (64, "\u00e9" * 600, None),  # 1200 UTF-8 bytes: cut to 512 whole characters
+    (200, "an unknown request-level code is still carried", 1),
+]
+
+HELLOS = [  # (graph_sha256, nonce, device, peer_device, switch)
+    (HMAC_SHA, NONCE_0, 0, 1, "2x0.5"),
+    (HMAC_SHA, NONCE_1, 1, 0, "2x0.5"),
+    (bytes(range(255, 223, -1)), bytes([0xA5]) * 32, 2, 0, "0.5+0.3+0.2"),
+    (bytes(32), bytes([0xFF]) * 32, 65535, 65534, "s" * 255),
+    (bytes(range(100, 132)), bytes(range(7, 39)), 3, 1, "4"),
+]
+
+
+def _good_frames() -> list:
+    frames = []
+    for name, dtype, shape, tensor_id, request_id in GOOD_TENSORS:
+        n = _count(shape)
+        payload = struct.pack("<%d%s" % (n, _DTYPES[dtype][1][1]), *_tensor_values(dtype, n))
+        frames.append((name, _header("TENSOR", len(payload), request_id, tensor_id, dtype, shape) + payload,
+                       {"type": "TENSOR", "dtype": dtype, "tensor_id": tensor_id, "request_id": request_id,
+                        "shape": shape}))
+    for i, hello in enumerate(HELLOS[:3]):
+        payload = _hello_payload(*hello)
+        frames.append(("hello_%d" % i, _header("HELLO", len(payload)) + payload, {"type": "HELLO"}))
+    for name, mac in (("auth_0_to_1", MAC_0_TO_1), ("auth_1_to_0", MAC_1_TO_0)):
+        frames.append((name, _header("AUTH", 32) + bytes.fromhex(mac), {"type": "AUTH"}))
+    for name, (code, message, tensor_id), request_id in (("error_fatal", ERRORS[0], 0),
+                                                         ("error_request_level", ERRORS[2], 9007199254740991),
+                                                         ("error_deadline", ERRORS[3], 5)):
+        payload = _error_payload(code, message, tensor_id)[1]
+        frames.append((name, _header("ERROR", len(payload), request_id) + payload,
+                       {"type": "ERROR", "request_id": request_id}))
+    frames.append(("heartbeat", _header("HEARTBEAT", 0), {"type": "HEARTBEAT"}))
+    frames.append(("cancel", _header("CANCEL", 0, 42), {"type": "CANCEL", "request_id": 42}))
+    frames.append(("cancel_max_request_id", _header("CANCEL", 0, 2**53 - 1),
+                   {"type": "CANCEL", "request_id": 2**53 - 1}))
+    out = []
+    for name, frame, given in frames:
+        fields = {"type": given["type"], "flags": 0, "dtype": given.get("dtype"),
+                  "tensor_id": given.get("tensor_id", 0), "payload_len": len(frame) - 64,
+                  "request_id": given.get("request_id", 0), "shape": given.get("shape", [])}
+        out.append({"name": name, "frame_hex": frame.hex(), "fields": fields})
+    return out
+
+
+def _bad_payloads() -> list:
+    hello = _hello_payload(*HELLOS[0])
+    error = _error_payload(13, "abc", 8)[1]
+    cases = [
+        ("hello_short_by_one", "HELLO", hello[:-1]),
+        ("hello_long_by_one", "HELLO", hello + b"x"),
+        ("hello_switch_len_0", "HELLO", hello[:68] + b"\x00"),
+        ("hello_switch_not_ascii", "HELLO", hello[:68] + b"\x02\xc3\xa9"),
+        ("hello_69_bytes", "HELLO", hello[:69]),
+        ("error_short", "ERROR", error[:7]),
+        ("error_message_len_past_payload", "ERROR", error[:-1]),
+        ("error_message_len_short_of_payload", "ERROR", error + b"d"),
+        ("error_message_len_1025", "ERROR", struct.pack("<HHI", 3, 1025, 0xFFFFFFFF) + b"y" * 1025),
+    ]
+    return [{"name": name, "type": type_, "payload_hex": payload.hex(), "error": "BAD_PAYLOAD", "error_code": 8}
+            for name, type_, payload in cases]
+
+
 def build() -> dict:
     """The vectors as written to frames.json."""
     return {
@@ -84,24 +225,37 @@ def build() -> dict:
                        "request_id": 1, "shape": [1, 14, 14, 3]},
         },
         "hmac": {
-            "key_ascii": "paradis-test-secret-0123456789ab",
-            "graph_sha256_hex": "11" * 32,
-            "nonce_0_hex": bytes(range(0, 32)).hex(),
-            "nonce_1_hex": bytes(range(32, 64)).hex(),
-            "mac_0_to_1_hex": "0b6a60b9e23cdea6f335fed7434b427425bab66ce1d83246c35301ba4f75f111",
-            "mac_1_to_0_hex": "64f4d8f2ae361e365417c2f3d01b5ba15e1176b924abbe99c23c74334a980c7b",
+            "key_ascii": HMAC_KEY.decode("ascii"),
+            "graph_sha256_hex": HMAC_SHA.hex(),
+            "nonce_0_hex": NONCE_0.hex(),
+            "nonce_1_hex": NONCE_1.hex(),
+            "mac_0_to_1_hex": MAC_0_TO_1,
+            "mac_1_to_0_hex": MAC_1_TO_0,
         },
         "bad_headers": [
             {"name": name, "header_hex": patched(p).hex(), "error": code, "error_code": ERROR_CODES[code]}
             for name, p, code in BAD
         ],
+        "good_frames": _good_frames(),
+        "error_payloads": [
+            {"code": code, "tensor_id": tensor_id, "message": text, "payload_hex": payload.hex()}
+            for code, message, tensor_id in ERRORS for text, payload in [_error_payload(code, message, tensor_id)]
+        ],
+        "hello_payloads": [
+            {"graph_sha256_hex": sha.hex(), "nonce_hex": nonce.hex(), "device": device, "peer_device": peer,
+             "switch": switch, "payload_hex": _hello_payload(sha, nonce, device, peer, switch).hex()}
+            for sha, nonce, device, peer, switch in HELLOS
+        ],
+        "bad_payloads": _bad_payloads(),
     }
 
 
 def main() -> None:
     path = Path(__file__).with_name("frames.json")
     path.write_text(json.dumps(build(), indent=1) + "\n")
-    print(f"wrote {path} ({len(BAD)} bad headers)")
+    vectors = build()
+    print(f"wrote {path} ({len(BAD)} bad headers, {len(vectors['good_frames'])} good frames, "
+          f"{len(ERRORS)} error payloads, {len(HELLOS)} hello payloads, {len(vectors['bad_payloads'])} bad payloads)")
 
 
 if __name__ == "__main__":

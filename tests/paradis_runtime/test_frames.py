@@ -132,3 +132,52 @@ def test_float32_payload_is_little_endian_c_order():
     assert frame[64:] == x.astype("<f4").tobytes()
     spec = {4: TensorSpec("x", "float32", (1, 2, 3))}
     assert check_header(frame[:64], ALL, spec).dims == (1, 2, 3)
+
+
+_DTYPE_NAMES = {None: 0, "float32": 1, "int8": 2}
+
+
+@pytest.mark.parametrize("case", VECTORS["good_frames"], ids=lambda c: c["name"])
+def test_each_good_frame_decodes_to_its_fields_and_encodes_back(case):
+    frame, fields = bytes.fromhex(case["frame_hex"]), case["fields"]
+    assert len(frame) == 64 + fields["payload_len"]
+    tensor = fields["type"] == "TENSOR"
+    expected = {fields["tensor_id"]: TensorSpec("t", fields["dtype"], tuple(fields["shape"]))} if tensor else None
+    header = check_header(frame[:64], ALL, expected, peer_is_input=True)
+    assert (header.type, header.flags, header.dtype, header.tensor_id, header.payload_len, header.request_id,
+            list(header.dims)) == (FrameType[fields["type"]], fields["flags"], _DTYPE_NAMES[fields["dtype"]],
+                                   fields["tensor_id"], fields["payload_len"], fields["request_id"], fields["shape"])
+    assert encode_header(header) == frame[:64]
+    payload = frame[64:]
+    if tensor:
+        wire = np.frombuffer(payload, "<f4" if fields["dtype"] == "float32" else "i1").reshape(fields["shape"])
+        assert tensor_frame(fields["tensor_id"], fields["request_id"], wire, fields["dtype"]) == frame
+    elif header.type == FrameType.HELLO:
+        assert encode_hello(decode_hello(payload)) == frame
+    elif header.type == FrameType.ERROR:
+        code, tensor_id, message = decode_error(payload)
+        assert encode_error(code, message, tensor_id, request_id=header.request_id) == frame
+
+
+@pytest.mark.parametrize("case", VECTORS["error_payloads"], ids=lambda c: f"code_{c['code']}")
+def test_error_payload_vectors(case):
+    payload = bytes.fromhex(case["payload_hex"])
+    assert decode_error(payload) == (case["code"], case["tensor_id"], case["message"])
+    assert encode_error(case["code"], case["message"], case["tensor_id"])[64:] == payload
+
+
+@pytest.mark.parametrize("case", VECTORS["hello_payloads"], ids=lambda c: c["switch"][:16])
+def test_hello_payload_vectors(case):
+    hello = Hello(bytes.fromhex(case["graph_sha256_hex"]), bytes.fromhex(case["nonce_hex"]), case["device"],
+                  case["peer_device"], case["switch"])
+    payload = bytes.fromhex(case["payload_hex"])
+    assert decode_hello(payload) == hello
+    assert encode_hello(hello)[64:] == payload
+
+
+@pytest.mark.parametrize("case", VECTORS["bad_payloads"], ids=lambda c: c["name"])
+def test_each_bad_payload_gets_bad_payload(case):
+    decode = {"HELLO": decode_hello, "ERROR": decode_error}[case["type"]]
+    with pytest.raises(FrameError) as e:
+        decode(bytes.fromhex(case["payload_hex"]))
+    assert e.value.code == ErrorCode[case["error"]] == case["error_code"]

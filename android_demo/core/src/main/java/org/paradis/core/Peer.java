@@ -1,0 +1,747 @@
+package org.paradis.core;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.IdentityHashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.LinkedBlockingQueue;
+
+/**
+ * One device of a deployed bundle over TCP, as {@code paradis peer} (paradis_runtime/peer.py): its part of every
+ * switch it serves (one {@link DeviceProgram} each), one authenticated connection per device pair and switch,
+ * each stage of a request run as soon as its inputs have arrived, and what the graph says sent right after the
+ * stage that produced it.
+ *
+ * <p>Who dials: the lower device index dials the higher, so every device but 0 listens. Threads: a listener,
+ * one reader per connection (dialed connections run on their dialer thread, which redials when they drop), one
+ * compute thread (a device runs one stage at a time, as a phone would) and a housekeeping tick for
+ * heartbeats, request deadlines and blocked writes.
+ */
+public final class Peer {
+    private static final int RING = 256;  // dropped request ids remembered per graph (section 7)
+    private static final long TICK_MS = 50;
+
+    /** What a peer reports; every method has a default so an app overrides what it shows. */
+    public interface Listener {
+        default void onLog(String line) {
+        }
+
+        default void onPeerReady(DeviceProgram program, int device) {
+        }
+
+        default void onPeerLost(DeviceProgram program, int device, String reason, int code) {
+        }
+
+        /** A request-level ERROR from a peer, or a stage of this device that failed. */
+        default void onRequestError(DeviceProgram program, int device, long requestId, int code, String message) {
+        }
+
+        /** On the fusion device: the fused float32 output of a request. */
+        default void onResult(DeviceProgram program, long requestId, float[] output) {
+        }
+    }
+
+    /** Why the last dial to a device failed. */
+    public static final class DialError {
+        public final int code;
+        public final String message;
+
+        DialError(int code, String message) {
+            this.code = code;
+            this.message = message;
+        }
+
+        @Override
+        public String toString() {
+            return message;
+        }
+    }
+
+    private static final class Request {
+        final long rid;
+        final long created = System.nanoTime();
+        final Map<String, ByteBuffer> tensors = new HashMap<String, ByteBuffer>();
+        int next;
+
+        Request(long rid) {
+            this.rid = rid;
+        }
+    }
+
+    /** Live requests of one graph, and the ring of the last 256 ids dropped. */
+    private static final class Requests {
+        final LinkedHashMap<Long, Request> live = new LinkedHashMap<Long, Request>();
+        final ArrayDeque<Long> ring = new ArrayDeque<Long>();
+        final Set<Long> ringSet = new HashSet<Long>();
+
+        Request drop(long rid) {
+            Request st = live.remove(rid);
+            if (ringSet.add(rid)) {
+                ring.addLast(rid);
+                if (ring.size() > RING) {
+                    ringSet.remove(ring.removeFirst());
+                }
+            }
+            return st;
+        }
+    }
+
+    public final int device;
+    final PeerConfig config;
+    private final List<DeviceProgram> programs;
+    private final Map<Integer, InetSocketAddress> addresses;
+    private InetSocketAddress listen;
+    private final Engine.Factory engineFactory;
+    private final Listener listener;
+    private final Map<DeviceProgram, Engine> engines = new IdentityHashMap<DeviceProgram, Engine>();
+    private final Map<DeviceProgram, Requests> tables = new IdentityHashMap<DeviceProgram, Requests>();
+    private final Map<DeviceProgram, Map<Long, String>> names = new IdentityHashMap<DeviceProgram, Map<Long, String>>();
+    private final Map<String, Connection> conns = new HashMap<String, Connection>();
+    private final Set<Connection> all = new HashSet<Connection>();
+    private final Map<String, DialError> dialErrors = new HashMap<String, DialError>();
+    private final Object lock = new Object();
+    private final LinkedBlockingQueue<Object[]> work = new LinkedBlockingQueue<Object[]>();
+    private final List<Thread> threads = new ArrayList<Thread>();
+    private volatile boolean running;
+    private ServerSocket server;
+    private int pending;
+
+    /**
+     * @param programs one per switch served, best first, all the same device
+     * @param config keys, deadlines, caps
+     * @param addresses device -> address of the devices this one dials (those above its index)
+     * @param listen where to accept the lower devices; null for device 0
+     * @param engines opens the engine of each program's device file
+     * @param listener reports (may be null)
+     */
+    public Peer(List<DeviceProgram> programs, PeerConfig config, Map<Integer, InetSocketAddress> addresses,
+            InetSocketAddress listen, Engine.Factory engines, Listener listener) {
+        if (programs == null || programs.isEmpty()) {
+            throw new IllegalArgumentException("Peer: programs must hold at least one DeviceProgram, received none.");
+        }
+        Set<Integer> devices = new HashSet<Integer>();
+        for (DeviceProgram p : programs) {
+            devices.add(p.device);
+        }
+        if (devices.size() != 1) {
+            throw new IllegalArgumentException("Peer: every program must be the same device, received devices "
+                    + devices + ".");
+        }
+        this.device = programs.get(0).device;
+        this.programs = new ArrayList<DeviceProgram>(programs);
+        this.config = config;
+        this.addresses = addresses == null ? new HashMap<Integer, InetSocketAddress>()
+                : new HashMap<Integer, InetSocketAddress>(addresses);
+        this.listen = listen;
+        this.engineFactory = engines;
+        this.listener = listener != null ? listener : new Listener() {
+        };
+        for (DeviceProgram p : programs) {
+            tables.put(p, new Requests());
+            Map<Long, String> byId = new HashMap<Long, String>();
+            for (FusionGraph.Tensor t : p.graph.tensors.values()) {
+                byId.put(t.id, t.name);
+            }
+            names.put(p, byId);
+        }
+    }
+
+    private static String key(DeviceProgram p, int device) {
+        return Frames.hex(p.sha256()) + "/" + device;
+    }
+
+    public List<DeviceProgram> programs() {
+        return new ArrayList<DeviceProgram>(programs);
+    }
+
+    /** The address this peer listens on (its real port once started), or null. */
+    public InetSocketAddress listenAddress() {
+        return listen;
+    }
+
+    void log(String line) {
+        listener.onLog(line);
+    }
+
+    // -- life ---------------------------------------------------------------------------------------------
+
+    /** Opens the engines, listens, dials the higher devices; returns this. */
+    public Peer start() throws Exception {
+        for (DeviceProgram p : programs) {
+            for (int d : p.neighbours) {
+                if (d > device && !addresses.containsKey(d)) {
+                    throw new IllegalArgumentException(p.describe() + " exchanges with device " + d + ", but no "
+                            + "address was given for it: --peers needs " + d + " entries (device 1 first), received "
+                            + addresses.size() + ".");
+                }
+            }
+        }
+        for (DeviceProgram p : programs) {
+            engines.put(p, engineFactory.open(p));
+        }
+        running = true;
+        if (listen != null) {
+            server = new ServerSocket();
+            server.setReuseAddress(true);
+            server.bind(listen);
+            server.setSoTimeout(200);
+            listen = new InetSocketAddress(listen.getAddress(), server.getLocalPort());
+            spawn(this::acceptLoop, "paradis-listen-" + device);
+        }
+        spawn(this::computeLoop, "paradis-compute-" + device);
+        spawn(this::tickLoop, "paradis-tick-" + device);
+        for (final DeviceProgram p : programs) {
+            for (final int d : p.neighbours) {
+                if (d > device) {
+                    spawn(() -> dialLoop(p, d), "paradis-dial-" + device + "-" + d + "-" + p.switchName);
+                }
+            }
+        }
+        return this;
+    }
+
+    private Thread spawn(Runnable target, String name) {
+        Thread t = new Thread(target, name);
+        t.setDaemon(true);
+        t.start();
+        synchronized (threads) {
+            threads.add(t);
+        }
+        return t;
+    }
+
+    /** Leaves: SHUTTING_DOWN on every connection (the coordinator falls back at once), then closes all. */
+    public void stop(boolean graceful) {
+        if (!running) {
+            return;
+        }
+        running = false;
+        List<Connection> open;
+        synchronized (lock) {
+            open = new ArrayList<Connection>(all);
+        }
+        for (Connection c : open) {
+            if (graceful && c.ready) {
+                c.fail(ErrorCode.SHUTTING_DOWN, "device " + device + " is leaving", Frames.NO_TENSOR, 0);
+            } else {
+                c.close("stopped", 0, false);
+            }
+        }
+        if (server != null) {
+            try {
+                server.close();
+            } catch (IOException e) {
+                // closing: nothing more to do with it
+            }
+        }
+        work.add(new Object[0]);
+        synchronized (lock) {
+            lock.notifyAll();
+        }
+        List<Thread> ts;
+        synchronized (threads) {
+            ts = new ArrayList<Thread>(threads);
+        }
+        for (Thread t : ts) {
+            if (t != Thread.currentThread()) {
+                try {
+                    t.join((long) (config.connectTimeout * 1000) + 500);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+        }
+        for (Engine e : engines.values()) {
+            e.close();
+        }
+    }
+
+    public boolean connected(DeviceProgram program, int peer) {
+        synchronized (lock) {
+            return conns.containsKey(key(program, peer));
+        }
+    }
+
+    /** Why the last dial of {@code peer} on {@code program} failed, or null. */
+    public DialError dialError(DeviceProgram program, int peer) {
+        synchronized (lock) {
+            return dialErrors.get(key(program, peer));
+        }
+    }
+
+    DeviceProgram programFor(byte[] sha256) {
+        for (DeviceProgram p : programs) {
+            if (java.util.Arrays.equals(p.sha256(), sha256)) {
+                return p;
+            }
+        }
+        return null;
+    }
+
+    // -- connections --------------------------------------------------------------------------------------
+
+    private void acceptLoop() {
+        while (running) {
+            final Socket sock;
+            try {
+                sock = server.accept();
+            } catch (SocketTimeoutException e) {
+                continue;
+            } catch (IOException e) {
+                return;
+            }
+            synchronized (lock) {
+                if (pending >= config.maxPending) {
+                    close(sock);  // too many strangers at once (section 6)
+                    continue;
+                }
+                pending++;
+            }
+            final String address = sock.getInetAddress().getHostAddress() + ":" + sock.getPort();
+            Thread t = new Thread(() -> serveAccepted(sock, address), "paradis-conn-" + device + "-" + sock.getPort());
+            t.setDaemon(true);
+            t.start();
+        }
+    }
+
+    private void serveAccepted(Socket sock, String address) {
+        Connection conn;
+        try {
+            conn = new Connection(this, sock, address, null, -1);
+        } catch (IOException e) {
+            synchronized (lock) {
+                pending--;
+            }
+            close(sock);
+            return;
+        }
+        track(conn);
+        conn.run();
+    }
+
+    private void track(Connection conn) {
+        boolean stopNow;
+        synchronized (lock) {
+            all.add(conn);
+            stopNow = !running;
+        }
+        if (stopNow) {
+            conn.close("stopped", 0, false);
+        }
+    }
+
+    private static void close(Socket s) {
+        try {
+            s.close();
+        } catch (IOException e) {
+            // a socket we are refusing: nothing to report
+        }
+    }
+
+    private void dialLoop(DeviceProgram program, int peer) {
+        InetSocketAddress address = addresses.get(peer);
+        long backoff = 50;
+        while (running) {
+            Socket sock = new Socket();
+            Connection conn;
+            try {
+                sock.connect(address, (int) (config.connectTimeout * 1000));
+                conn = new Connection(this, sock, address.getHostString() + ":" + address.getPort(), program, peer);
+            } catch (IOException e) {
+                close(sock);
+                synchronized (lock) {
+                    dialErrors.put(key(program, peer), new DialError(0, "cannot reach device " + peer + " at "
+                            + address + " (" + Connection.why(e) + ")"));
+                }
+                sleep(backoff);
+                backoff = Math.min(1000, backoff * 2);
+                continue;
+            }
+            track(conn);
+            conn.run();  // returns when the connection ends
+            if (conn.ready) {
+                backoff = 50;
+            } else {
+                sleep(backoff);
+                backoff = Math.min(1000, backoff * 2);
+            }
+        }
+    }
+
+    private void sleep(long ms) {
+        synchronized (lock) {
+            if (!running) {
+                return;
+            }
+            try {
+                lock.wait(ms);  // stop() wakes it
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    private void uncount(Connection conn) {
+        if (!conn.dialed) {
+            synchronized (lock) {
+                pending--;
+            }
+        }
+    }
+
+    void handshakeFailed(Connection conn, Connection.HandshakeRefused error) {
+        uncount(conn);
+        if (conn.dialed) {
+            synchronized (lock) {
+                dialErrors.put(key(conn.program, conn.peer), new DialError(error.code, error.getMessage()));
+            }
+        }
+        log("device " + device + ": handshake with " + conn.address + " failed: " + error.getMessage());
+    }
+
+    void connectionReady(Connection conn) {
+        uncount(conn);
+        String k = key(conn.program, conn.peer);
+        Connection old;
+        synchronized (lock) {
+            old = conns.put(k, conn);
+            dialErrors.remove(k);
+            if (conn.peer == conn.program.graph.inputDevice && !conn.program.isInput) {
+                // A new HELLO from the input device: its request ids start afresh (section 7).
+                tables.get(conn.program).live.clear();
+            }
+            lock.notifyAll();
+        }
+        if (old != null) {
+            old.close("replaced by a newer connection from the same device", 0, false);
+        }
+        log("device " + device + ": connected to device " + conn.peer + " (" + conn.program.switchName + ") at "
+                + conn.address);
+        listener.onPeerReady(conn.program, conn.peer);
+    }
+
+    void connectionClosed(Connection conn, String reason, int code, boolean remote) {
+        boolean current;
+        synchronized (lock) {
+            all.remove(conn);
+            if (conn.program == null || conn.peer < 0 || !conn.ready) {
+                current = false;
+            } else {
+                String k = key(conn.program, conn.peer);
+                current = conns.get(k) == conn;
+                if (current) {
+                    conns.remove(k);
+                }
+            }
+        }
+        if (!current) {
+            return;
+        }
+        if (running) {
+            log("device " + device + ": lost device " + conn.peer + " (" + conn.program.switchName + "): " + reason);
+            listener.onPeerLost(conn.program, conn.peer, reason, code);
+        }
+    }
+
+    private Connection waitConnection(DeviceProgram program, int peer, long timeoutMs) {
+        String k = key(program, peer);
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        synchronized (lock) {
+            while (running && !conns.containsKey(k)) {
+                long left = deadline - System.currentTimeMillis();
+                if (left <= 0) {
+                    return null;
+                }
+                try {
+                    lock.wait(left);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return null;
+                }
+            }
+            return conns.get(k);
+        }
+    }
+
+    /** One whole frame to {@code peer} on {@code program}'s connection (waits up to the peer deadline). */
+    public boolean sendTo(DeviceProgram program, int peer, byte[] frame) {
+        Connection c = waitConnection(program, peer, (long) (config.peerDeadline * 1000));
+        return c != null && c.send(frame);
+    }
+
+    // -- frames -------------------------------------------------------------------------------------------
+
+    void frame(Connection conn, Header h, byte[] payload) throws FrameException {
+        DeviceProgram program = conn.program;
+        if (h.type == FrameType.TENSOR) {
+            String name = names.get(program).get(h.tensorId);
+            synchronized (lock) {
+                Requests table = tables.get(program);
+                if (table.ringSet.contains(h.requestId)) {
+                    return;  // finished or abandoned: read and dropped (section 6, step 8)
+                }
+                Request st = table.live.get(h.requestId);
+                if (st == null) {
+                    if (program.isInput) {
+                        return;  // the input device makes every id; an unknown one is stale
+                    }
+                    st = newRequest(program, h.requestId);
+                }
+                if (st.tensors.containsKey(name)) {
+                    throw new FrameException(ErrorCode.DUPLICATE_TENSOR, "tensor '" + name + "' twice for request "
+                            + h.requestId);
+                }
+                st.tensors.put(name, ByteBuffer.wrap(payload).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN));
+            }
+            work.add(new Object[] {program, h.requestId});
+        } else if (h.type == FrameType.CANCEL) {
+            synchronized (lock) {
+                tables.get(program).drop(h.requestId);
+            }
+        } else if (h.type == FrameType.ERROR) {
+            ErrorPayload e = Frames.decodeError(payload);
+            log("device " + device + ": device " + conn.peer + " reports " + ErrorCode.name(e.code) + " for request "
+                    + h.requestId + ": " + e.message);
+            listener.onRequestError(program, conn.peer, h.requestId, e.code, e.message);
+        }
+    }
+
+    /** Live state for {@code rid} (holding the lock); beyond max_inflight the oldest goes, with OVERLOADED. */
+    private Request newRequest(DeviceProgram program, long rid) {
+        Requests table = tables.get(program);
+        while (table.live.size() >= config.maxInflight) {
+            long oldest = table.live.keySet().iterator().next();
+            table.drop(oldest);
+            if (!program.isInput) {
+                notifyInput(program, ErrorCode.OVERLOADED, oldest, "device " + device + " holds "
+                        + config.maxInflight + " live requests");
+            }
+        }
+        Request st = new Request(rid);
+        table.live.put(rid, st);
+        return st;
+    }
+
+    private void notifyInput(DeviceProgram program, int code, long rid, String message) {
+        Connection c;
+        synchronized (lock) {
+            c = conns.get(key(program, program.graph.inputDevice));
+        }
+        if (c != null) {
+            c.send(Frames.encodeError(code, message, Frames.NO_TENSOR, rid));
+        }
+    }
+
+    // -- compute ------------------------------------------------------------------------------------------
+
+    private void computeLoop() {
+        while (true) {
+            Object[] item;
+            try {
+                item = work.take();
+            } catch (InterruptedException e) {
+                return;
+            }
+            if (item.length == 0) {
+                return;
+            }
+            run((DeviceProgram) item[0], (Long) item[1]);
+        }
+    }
+
+    /** {@link #advance}; a stage that throws fails its request only, and the input device hears of it. */
+    private void run(DeviceProgram program, long rid) {
+        try {
+            advance(program, rid);
+        } catch (Exception e) {
+            String first = String.valueOf(e.getMessage()).trim().split("\n")[0];
+            String why = e.getClass().getSimpleName() + ": " + (first.length() > 300 ? first.substring(0, 300) : first);
+            log("device " + device + ": request " + rid + " failed in " + program.describe() + ": " + why);
+            synchronized (lock) {
+                tables.get(program).drop(rid);
+            }
+            if (!program.isInput) {
+                notifyInput(program, ErrorCode.STAGE_FAILED, rid, "device " + device + ": " + why);
+            } else {
+                listener.onRequestError(program, device, rid, ErrorCode.STAGE_FAILED, why);
+            }
+        }
+    }
+
+    private static ByteBuffer view(ByteBuffer b) {
+        ByteBuffer v = b.duplicate();
+        v.clear();
+        return v.asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** Runs every stage of {@code rid} whose inputs are here, in order, sending each output right after. */
+    private void advance(DeviceProgram program, long rid) throws Exception {
+        Requests table = tables.get(program);
+        Request st;
+        while (true) {
+            FusionGraph.Stage stage;
+            Map<String, ByteBuffer> feeds = new LinkedHashMap<String, ByteBuffer>();
+            synchronized (lock) {
+                st = table.live.get(rid);
+                if (st == null) {
+                    return;
+                }
+                if (st.next >= program.stages.size()) {
+                    break;
+                }
+                stage = program.stages.get(st.next);
+                for (String t : stage.inputs) {
+                    ByteBuffer b = st.tensors.get(t);
+                    if (b == null) {
+                        return;
+                    }
+                    feeds.put(t, view(b));
+                }
+            }
+            // Outputs that travel are computed straight into their frame, after a 64-byte gap for the header.
+            Map<String, ByteBuffer> outputs = new LinkedHashMap<String, ByteBuffer>();
+            Map<String, byte[]> frames = new HashMap<String, byte[]>();
+            for (String t : stage.outputs) {
+                int n = (int) program.spec(t).payloadLen();
+                if (program.sendTo.containsKey(t)) {
+                    byte[] frame = new byte[Frames.HEADER_LEN + n];
+                    frames.put(t, frame);
+                    outputs.put(t, ByteBuffer.wrap(frame, Frames.HEADER_LEN, n).slice().order(ByteOrder.LITTLE_ENDIAN));
+                } else {
+                    outputs.put(t, ByteBuffer.allocate(n).order(ByteOrder.LITTLE_ENDIAN));
+                }
+            }
+            engines.get(program).runSignature(stage.signature, feeds, outputs);
+            synchronized (lock) {
+                for (Map.Entry<String, ByteBuffer> e : outputs.entrySet()) {
+                    st.tensors.put(e.getKey(), view(e.getValue()));
+                }
+                st.next++;
+            }
+            for (String t : stage.outputs) {
+                byte[] frame = frames.get(t);
+                if (frame == null) {
+                    continue;
+                }
+                Frames.writeHeader(Frames.tensorHeader(program.spec(t), program.id(t), rid), frame, 0);
+                for (int d : program.sendTo.get(t)) {
+                    if (!sendTo(program, d, frame)) {
+                        log("device " + device + ": request " + rid + ": no connection to device " + d + " ("
+                                + program.switchName + ") for '" + t + "'");
+                    }
+                }
+            }
+        }
+        Map<String, ByteBuffer> partials = new LinkedHashMap<String, ByteBuffer>();
+        synchronized (lock) {
+            if (table.live.get(rid) != st) {
+                return;
+            }
+            if (program.isFusion) {
+                for (String t : program.graph.fusionInputs) {
+                    if (!st.tensors.containsKey(t)) {
+                        return;  // partials from other devices still in flight
+                    }
+                    partials.put(t, view(st.tensors.get(t)));
+                }
+            }
+            table.drop(rid);
+        }
+        if (program.isFusion) {
+            listener.onResult(program, rid, fuse(program.graph, partials));
+        }
+    }
+
+    /**
+     * The graph's fusion "sum" in float32: each partial dequantized ((q - zero_point) x scale for int8), then
+     * added in the order of fusion.inputs, as paradis_runtime/schedule.py does, so outputs agree bit for bit.
+     */
+    public static float[] fuse(FusionGraph g, Map<String, ByteBuffer> partials) {
+        if (!"sum".equals(g.fusionOp)) {
+            throw new IllegalArgumentException("unknown fusion op '" + g.fusionOp + "'; this runtime knows 'sum'.");
+        }
+        int n = (int) g.tensors.get(g.outputTensor).spec().elements();
+        float[] out = null;
+        for (String t : g.fusionInputs) {
+            FusionGraph.Tensor spec = g.tensors.get(t);
+            ByteBuffer b = partials.get(t);
+            float[] v = new float[n];
+            if ("int8".equals(spec.dtype)) {
+                float zp = spec.quantization == null ? 0f : (float) spec.quantization.zeroPoint;
+                float scale = spec.quantization == null ? 1f : (float) spec.quantization.scale;
+                for (int i = 0; i < n; i++) {
+                    v[i] = spec.quantization == null ? (float) b.get(i) : ((float) b.get(i) - zp) * scale;
+                }
+            } else {
+                for (int i = 0; i < n; i++) {
+                    v[i] = b.getFloat(4 * i);
+                }
+            }
+            if (out == null) {
+                out = v;
+            } else {
+                for (int i = 0; i < n; i++) {
+                    out[i] += v[i];
+                }
+            }
+        }
+        return out;
+    }
+
+    // -- housekeeping -------------------------------------------------------------------------------------
+
+    private void tickLoop() {
+        while (running) {
+            try {
+                Thread.sleep(TICK_MS);
+            } catch (InterruptedException e) {
+                return;
+            }
+            long now = System.nanoTime();
+            List<Connection> open;
+            List<Object[]> expired = new ArrayList<Object[]>();
+            synchronized (lock) {
+                open = new ArrayList<Connection>(conns.values());
+                for (DeviceProgram p : programs) {
+                    if (p.isInput) {
+                        continue;  // the input device keeps its own deadlines
+                    }
+                    Requests table = tables.get(p);
+                    Iterator<Map.Entry<Long, Request>> it = table.live.entrySet().iterator();
+                    List<Long> late = new ArrayList<Long>();
+                    while (it.hasNext()) {
+                        Request st = it.next().getValue();
+                        if (now - st.created > PeerConfig.nanos(config.requestDeadline)) {
+                            late.add(st.rid);
+                        }
+                    }
+                    for (long rid : late) {
+                        table.drop(rid);
+                        expired.add(new Object[] {p, rid});
+                    }
+                }
+            }
+            for (Connection c : open) {
+                c.tick(now);
+            }
+            for (Object[] e : expired) {
+                notifyInput((DeviceProgram) e[0], ErrorCode.DEADLINE_EXCEEDED, (Long) e[1], "device " + device
+                        + " abandoned the request after " + config.requestDeadline + " s");
+            }
+        }
+    }
+}
