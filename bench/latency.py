@@ -492,6 +492,23 @@ def write_report(payload: dict) -> None:
             lines.append(f"| {variant} | {nbytes or '-':,} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["(x): speedup over `single` of the same precision.", ""]
+    # What bandwidth alone allows: each device sends about half the bytes on
+    # its own directed link, so no overlap can beat that transfer time.
+    lan_mbps = LINKS["lan"][0]
+    lines += ["## What the link allows on `lan`", "",
+              f"Each device sends about half of a switch's bytes on its own directed link; at {lan_mbps:g} Mbps that "
+              "transfer alone takes the time below, whatever overlaps it. A 1.4x (float32) or 1.15x (int8) speedup "
+              "over `single` needs the whole inference within the budget.", "",
+              "| variant | precision | bytes/inference | transfer per link (ms) | budget for the target (ms) |",
+              "|---|---|---:|---:|---:|"]
+    for precision, target in (("float32", 1.4), ("int8", 1.15)):
+        single = rows.get(f"single/{precision}", {}).get("median_ms")
+        for variant in ("disco_0.2", "disco_0.1", "disco_link"):
+            nbytes = payload["bytes"].get(f"{variant}/{precision}")
+            if nbytes and single:
+                floor = nbytes / 2 * 8 / (lan_mbps * 1e6) * 1e3
+                lines.append(f"| {variant} | {precision} | {nbytes:,} | {floor:.1f} | {single / target:.1f} |")
+    lines.append("")
     if payload.get("exchange"):
         e = payload["exchange"]
         lines += ["## Runtime cost per exchange against raw TCP", "",
