@@ -5,9 +5,12 @@ The Java peer runs the real ``.tflite`` stages through
 ``android_demo/core/tools/litert_engine.py`` (ai_edge_litert in a helper
 process: LiteRT for Java cannot be obtained here), so it computes real
 outputs for fresh inputs; the fused output must equal the all-Python run
-(ReferenceExecutor) bit for bit, float32 and int8.
+(ReferenceExecutor) bit for bit, float32 and int8. The Java core also runs as
+the input device (device 0, the phone with the camera) beside a Python
+``paradis peer``, with the same bit-for-bit check.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -132,6 +135,100 @@ def test_java_peer_matches_the_reference_executor_bit_for_bit(classes, bundles, 
     assert np.array_equal(out, ref), f"max diff {np.abs(out - ref).max()}\n{log[-2000:]}"
     assert codes[0] == 0 and "device 1 leaving" in log, log[-2000:]
     assert "connected to device 0" in log and "failed" not in log, log[-2000:]
+    # The id a phone's NsdManager matches in the _paradis._tcp TXT records is discovery.py's.
+    from paradis_runtime.discovery import bundle_id
+
+    assert f"device 1: bundle id {bundle_id(bundle)}" in log, log[-2000:]
+
+
+def run_java_device0(classes, bundle, peers: str, key: Path, x: np.ndarray, folder: Path, *extra) -> tuple:
+    """``org.paradis.core.Main --device 0`` (the Java coordinator) on ``x``; returns (exit code, stdout + stderr,
+    the fused outputs it wrote, or None)."""
+    inputs, outputs = folder / "x.npy", folder / "y.npy"
+    np.save(inputs, x.astype("float32"))
+    engine = f"{sys.executable} {CORE / 'tools' / 'litert_engine.py'}"
+    done = subprocess.run(
+        ["java", "-cp", f"{classes}:{JSON_JAR}", "org.paradis.core.Main", "--bundle", str(bundle), "--device", "0",
+         "--peers", peers, "--session-key-file", str(key), "--engine-cmd", engine, "--input", str(inputs),
+         "--output", str(outputs), *extra], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = np.load(outputs) if outputs.is_file() else None
+    return done.returncode, done.stdout + done.stderr, out
+
+
+def quantization_ties(bundle: Path, switch: str):
+    """For an int8 graph, one model input made of values at which ``quantize_input``'s division in float32
+    (a float32 array by a Python float) and the same division in double round to different int8 values, so
+    a coordinator that quantizes otherwise than Python sends other input bytes; None for a float32 graph."""
+    from paradis_runtime.executor import resolve_graph
+
+    graph = json.loads(resolve_graph(bundle, switch).read_text())
+    spec = graph["tensors"][graph["input"]["tensor"]]
+    if spec["quantization"] is None:
+        return None
+    scale = spec["quantization"]["scale"]
+    shape = graph["input"]["shape"]
+    near = np.float32((np.arange(int(1 / scale) + 1) + 0.5) * scale)  # the .5 ties of pixel values in [0, 1]
+    candidates = [near]
+    for direction in (np.inf, -np.inf):
+        v = near
+        for _ in range(3):
+            v = np.nextafter(v, np.float32(direction), dtype=np.float32)
+            candidates.append(v)
+    v = np.concatenate(candidates)
+    v = v[(v >= 0) & (v <= 1)]
+    ties = v[np.round(v / scale) != np.round(v.astype(np.float64) / scale)]
+    assert len(ties) >= 10, f"only {len(ties)} tie values for scale {scale}"
+    n = int(np.prod(shape))
+    return np.resize(ties, n).reshape(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_java_device0_beside_a_python_peer_matches_the_reference_executor_bit_for_bit(classes, bundles, precision,
+                                                                                      tmp_path):
+    """The Java core as the input device (quantizes, draws ids, runs device 0's stages, fuses) with a Python
+    `paradis peer` as device 1, on Fashion-MNIST test images (int8: plus the quantization ties)."""
+    bundle = bundles / precision
+    (port,) = free_ports(1)
+    addresses = f"127.0.0.1:{port}"
+    key = key_file(tmp_path)
+    x, _ = real_images(4, seed=5)
+    ties = quantization_ties(bundle, "2x0.5")
+    if ties is not None:  # int8: a fifth input where only Python's exact quantization gives Python's bytes
+        x = np.concatenate([x, ties])
+    count = len(x)
+    peer = PeerProcess(bundle, 1, addresses, key, "--switch", "2x0.5", log=tmp_path / "peer1.log")
+    try:
+        peer.wait_ready()
+        code, log, out = run_java_device0(classes, bundle, addresses, key, x, tmp_path, "--switch", "2x0.5")
+    finally:
+        peer.stop()
+    assert code == 0, log[-3000:]
+    ref = ReferenceExecutor(bundle, switch="2x0.5").predict(x)
+    assert out is not None and out.shape == ref.shape == (count, 10), log[-3000:]
+    assert np.array_equal(out, ref), f"max diff {np.abs(out - ref).max()}\n{log[-2000:]}"
+    # One line per inference with the prediction and device 0's timing; the printed values are the output's.
+    lines = [line for line in log.splitlines() if line.startswith("result ")]
+    assert len(lines) == count, log[-3000:]
+    for i, line in enumerate(lines):
+        assert f"switch 2x0.5 class {int(np.argmax(ref[i]))} " in line, line
+        sent = int(line.split(" bytes_sent ")[1].split()[0])
+        assert sent >= 64 + (784 * (4 if precision == "float32" else 1)), line  # at least the input frame
+    printed = [line for line in log.splitlines() if line.startswith("output 0:")][0].split()[2:]
+    assert np.array_equal(np.array(printed, dtype=np.float32), ref[0]), (printed, ref[0])
+    ids = [int(line.split(" request ")[1].split()[0]) for line in lines]
+    assert ids == list(range(ids[0], ids[0] + count)) and 1 <= ids[0] <= 2**32, ids
+
+
+def test_java_device0_names_the_missing_device_when_no_peer_answers(classes, bundles, tmp_path):
+    (port,) = free_ports(1)  # nobody listens there
+    key = key_file(tmp_path)
+    x, _ = real_images(1, seed=5)
+    t0 = time.monotonic()
+    code, log, out = run_java_device0(classes, bundles / "float32", f"127.0.0.1:{port}", key, x, tmp_path,
+                                      "--switch", "2x0.5", "--connect-timeout", "1")
+    assert code == 1 and out is None, log[-3000:]
+    assert "switch '2x0.5' cannot start: device 1 at 127.0.0.1:" in log and str(port) in log, log[-3000:]
+    assert time.monotonic() - t0 < 30
 
 
 def test_java_peer_refuses_a_tampered_device_file_with_a_clear_message(classes, bundles, tmp_path):

@@ -98,6 +98,26 @@ public final class Bundle {
         return out;
     }
 
+    /**
+     * The export's discovery id (paradis_runtime/discovery.py {@code bundle_id}): the first 16 hex digits of
+     * the sha256 over each switch's graph-file sha256 (switches sorted by name), so another export never
+     * matches. Peers advertise it as the {@code bundle} TXT record of {@code _paradis._tcp}.
+     */
+    public static String id(File bundle) throws IOException {
+        List<Entry> entries = new ArrayList<Entry>(switches(bundle));
+        java.util.Collections.sort(entries, (a, b) -> String.valueOf(a.name).compareTo(String.valueOf(b.name)));
+        java.security.MessageDigest md;
+        try {
+            md = java.security.MessageDigest.getInstance("SHA-256");
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is unavailable on this Java runtime: " + e, e);
+        }
+        for (Entry e : entries) {
+            md.update(FusionGraph.sha256(e.graph));
+        }
+        return Frames.hex(md.digest()).substring(0, 16);
+    }
+
     private static List<Entry> single(File graph) {
         List<Entry> out = new ArrayList<Entry>();
         out.add(new Entry(null, graph, -1));

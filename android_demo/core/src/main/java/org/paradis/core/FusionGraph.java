@@ -128,6 +128,8 @@ public final class FusionGraph {
     public final int inputDevice;
     public final double pixelScale;
     public final double pixelOffset;
+    /** input.preprocessing.color: "grayscale", "rgb", or null when the graph does not say (the channels decide). */
+    public final String color;
     public final String outputTensor;
     public final String fusionOp;
     public final int fusionDevice;
@@ -222,9 +224,7 @@ public final class FusionGraph {
         c.oneOf(pre, "layout", "input.preprocessing.layout", "NHWC");
         pixelScale = c.number(pre, "pixel_scale", "input.preprocessing.pixel_scale");
         pixelOffset = c.number(pre, "pixel_offset", "input.preprocessing.pixel_offset");
-        if (pre.has("color")) {
-            c.oneOf(pre, "color", "input.preprocessing.color", "grayscale", "rgb");
-        }
+        color = pre.has("color") ? c.oneOf(pre, "color", "input.preprocessing.color", "grayscale", "rgb") : null;
 
         JSONObject output = c.object(doc, "output", "output");
         c.only(output, "output", "tensor", "shape", "dtype", "kind");

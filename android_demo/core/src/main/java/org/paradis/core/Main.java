@@ -23,6 +23,20 @@ import java.util.concurrent.CountDownLatch;
  *
  * Prints "device N ready on HOST:PORT: switches ..." once serving; SIGINT/SIGTERM leaves gracefully
  * (SHUTTING_DOWN to every connected device). Exit code 2 for a usage error, 1 for a bundle it refuses.
+ *
+ * <p>As the input device ({@code --device 0}, what the phone with the camera runs) it is a {@link Coordinator}:
+ *
+ * <pre>
+ * ... org.paradis.core.Main --bundle DIR --device 0 --peers HOST:PORT,... --session-key-file key.txt \
+ *     --engine-cmd "..." --input x.npy [--output y.npy] [--switch S,...] [--request-deadline S] \
+ *     [--connect-timeout S]
+ * </pre>
+ *
+ * {@code --input}: a float32 {@code .npy} of one or more model inputs (the graph's input shape, batch axis
+ * optional), or raw float32 little-endian bytes (any other extension) holding a whole number of inputs. One
+ * inference each, in order: a line per inference ("result N: request R switch S class K compute_ms ..."),
+ * then "output N: v0 v1 ..."; {@code --output} writes the fused outputs as one float32 {@code .npy}, batch
+ * first. Exit code 1 when the peers cannot be reached or an inference fails (the message names the devices).
  */
 public final class Main {
     private Main() {
@@ -102,13 +116,14 @@ public final class Main {
 
     static final String USAGE = "usage: org.paradis.core.Main --bundle DIR --device N --session-key-file FILE "
             + "[--peers HOST:PORT,...] [--switch S,...] [--listen HOST:PORT] [--engine-cmd 'CMD ARGS']"
-            + " [--peer-deadline S] [--request-deadline S]";
+            + " [--peer-deadline S] [--request-deadline S] [--input FILE [--output FILE.npy] [--connect-timeout S]"
+            + " (device 0)]";
 
-    /** Parses the flags, loads the bundle, starts the peer; returns it (running). */
-    static Peer start(String[] argv, Peer.Listener listener) throws Exception {
+    static Map<String, String> flags(String[] argv) throws UsageError {
         Map<String, String> flags = new HashMap<String, String>();
         List<String> known = Arrays.asList("--bundle", "--device", "--peers", "--session-key-file", "--switch",
-                "--listen", "--engine-cmd", "--peer-deadline", "--request-deadline");
+                "--listen", "--engine-cmd", "--peer-deadline", "--request-deadline", "--input", "--output",
+                "--connect-timeout");
         for (int i = 0; i < argv.length; i++) {
             if (!known.contains(argv[i])) {
                 throw new UsageError("unknown argument '" + argv[i] + "'; " + USAGE);
@@ -123,20 +138,26 @@ public final class Main {
                 throw new UsageError(required + " is required; " + USAGE);
             }
         }
-        File bundle = new File(flags.get("--bundle"));
-        if (!bundle.exists()) {
-            throw new UsageError("--bundle " + bundle + ": no such folder.");
+        if (!new File(flags.get("--bundle")).exists()) {
+            throw new UsageError("--bundle " + flags.get("--bundle") + ": no such folder.");
         }
-        int device;
+        return flags;
+    }
+
+    static int device(Map<String, String> flags) throws UsageError {
         try {
-            device = Integer.parseInt(flags.get("--device"));
+            int device = Integer.parseInt(flags.get("--device"));
+            if (device >= 0) {
+                return device;
+            }
         } catch (NumberFormatException e) {
-            device = -1;
+            // reported below with the value
         }
-        if (device < 1) {
-            throw new UsageError("--device must be an int >= 1 (device 0 is the input device: `paradis run`), "
-                    + "received '" + flags.get("--device") + "'.");
-        }
+        throw new UsageError("--device must be an int >= 0 (0 is the input device), received '"
+                + flags.get("--device") + "'.");
+    }
+
+    static PeerConfig config(Map<String, String> flags) throws UsageError, IOException {
         PeerConfig config = new PeerConfig(readKey(flags.get("--session-key-file")));
         if (flags.containsKey("--peer-deadline")) {
             config.peerDeadline(seconds("--peer-deadline", flags.get("--peer-deadline")));
@@ -144,7 +165,10 @@ public final class Main {
         if (flags.containsKey("--request-deadline")) {
             config.requestDeadline(seconds("--request-deadline", flags.get("--request-deadline")));
         }
-        Map<Integer, InetSocketAddress> peers = peers(flags.containsKey("--peers") ? flags.get("--peers") : "");
+        return config;
+    }
+
+    static List<String> switches(Map<String, String> flags) {
         List<String> switches = new ArrayList<String>();
         if (flags.containsKey("--switch")) {
             for (String s : flags.get("--switch").split(",")) {
@@ -153,6 +177,10 @@ public final class Main {
                 }
             }
         }
+        return switches;
+    }
+
+    static Engine.Factory engines(Map<String, String> flags) throws UsageError {
         if (!flags.containsKey("--engine-cmd")) {
             throw new UsageError("--engine-cmd is required on a desktop: this build has no LiteRT for Java; pass the "
                     + "helper that runs the stages, e.g. --engine-cmd '.venv/bin/python "
@@ -167,6 +195,28 @@ public final class Main {
         if (command.isEmpty()) {
             throw new UsageError("--engine-cmd must name a command, received '" + flags.get("--engine-cmd") + "'.");
         }
+        return SubprocessEngine.factory(command);
+    }
+
+    /** Parses the flags, loads the bundle, starts the peer (device >= 1); returns it (running). */
+    static Peer start(String[] argv, Peer.Listener listener) throws Exception {
+        Map<String, String> flags = flags(argv);
+        File bundle = new File(flags.get("--bundle"));
+        int device = device(flags);
+        if (device < 1) {
+            throw new UsageError("--device 0 is the input device: it needs --input FILE (see the usage), received "
+                    + "--device '" + flags.get("--device") + "' without it.");
+        }
+        for (String only0 : new String[] {"--input", "--output", "--connect-timeout"}) {
+            if (flags.containsKey(only0)) {
+                throw new UsageError(only0 + " is for the input device (--device 0); device " + device + " serves "
+                        + "requests, received " + only0 + " " + flags.get(only0) + ".");
+            }
+        }
+        PeerConfig config = config(flags);
+        Map<Integer, InetSocketAddress> peers = peers(flags.containsKey("--peers") ? flags.get("--peers") : "");
+        List<String> switches = switches(flags);
+        Engine.Factory engines = engines(flags);
         List<DeviceProgram> programs = Bundle.programsFor(bundle, device, switches, config.maxFrameBytes);
         // A switch is served when every device this one dials (the higher ones it exchanges with) has an address.
         List<DeviceProgram> staffed = new ArrayList<DeviceProgram>();
@@ -201,7 +251,101 @@ public final class Main {
             throw new UsageError("device " + device + " needs an address to listen on: --listen HOST:PORT, or its "
                     + "own entry in --peers (entry " + device + "); received " + peers.size() + " peer address(es).");
         }
-        return new Peer(staffed, config, peers, listen, SubprocessEngine.factory(command), listener).start();
+        return new Peer(staffed, config, peers, listen, engines, listener).start();
+    }
+
+    /** The model inputs of {@code --input}: a float32 .npy, or raw float32 little-endian bytes. */
+    static List<float[]> inputs(File file, FusionGraph g) throws UsageError, IOException {
+        if (!file.isFile()) {
+            throw new UsageError("--input " + file + ": no such file.");
+        }
+        int n = InputTensor.elements(g);
+        float[] all;
+        if (file.getName().endsWith(".npy")) {
+            all = Npy.read(file).data;
+        } else {
+            byte[] raw = FusionGraph.readAll(file);
+            if (raw.length % 4 != 0) {
+                throw new UsageError("--input " + file + ": " + raw.length + " bytes is not whole float32 values.");
+            }
+            all = new float[raw.length / 4];
+            java.nio.ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(all);
+        }
+        if (all.length == 0 || all.length % n != 0) {
+            throw new UsageError("--input " + file + ": " + all.length + " float32 values is not a whole number of "
+                    + "model inputs of shape " + Arrays.toString(InputTensor.shape(g)) + " (" + n + " values each).");
+        }
+        List<float[]> out = new ArrayList<float[]>();
+        for (int i = 0; i < all.length; i += n) {
+            out.add(Arrays.copyOfRange(all, i, i + n));
+        }
+        return out;
+    }
+
+    /** The input device: one inference per input of --input, printed (and written to --output). */
+    static int runInput(String[] argv, Peer.Listener listener) throws Exception {
+        Map<String, String> flags = flags(argv);
+        if (flags.containsKey("--listen")) {
+            throw new UsageError("--listen: device 0 dials every peer and listens on nothing, received --listen "
+                    + flags.get("--listen") + ".");
+        }
+        if (!flags.containsKey("--input")) {
+            throw new UsageError("--device 0 needs --input FILE (.npy float32 or raw float32 bytes); " + USAGE);
+        }
+        PeerConfig config = config(flags);
+        Map<Integer, InetSocketAddress> peers = peers(flags.containsKey("--peers") ? flags.get("--peers") : "");
+        Engine.Factory engines = engines(flags);
+        List<DeviceProgram> programs = Bundle.programsFor(new File(flags.get("--bundle")), 0, switches(flags),
+                config.maxFrameBytes());
+        List<float[]> inputs = inputs(new File(flags.get("--input")), programs.get(0).graph);
+        Coordinator c;
+        try {
+            c = new Coordinator(programs, config, peers, engines, 1, listener);
+        } catch (IllegalArgumentException e) {
+            throw new UsageError(e.getMessage());
+        }
+        List<Coordinator.Result> results = new ArrayList<Coordinator.Result>();
+        try {
+            c.connect(flags.containsKey("--connect-timeout")
+                    ? seconds("--connect-timeout", flags.get("--connect-timeout")) : 10.0);
+            System.out.println("device 0 connected: switch " + c.currentSwitch());
+            for (int i = 0; i < inputs.size(); i++) {
+                Coordinator.Result r = c.run(inputs.get(i), config.requestDeadline() * 2 + 5);
+                results.add(r);
+                System.out.println(String.format(java.util.Locale.ROOT, "result %d: request %d switch %s class %d "
+                        + "compute_ms %.3f wire_ms %.3f wait_ms %.3f latency_ms %.3f bytes_sent %d bytes_received %d "
+                        + "attempts %d", i, r.requestId, r.switchName, r.argmax(), r.computeS * 1e3, r.wireS * 1e3,
+                        r.waitS * 1e3, r.latencyS * 1e3, r.bytesSent, r.bytesReceived, r.attempts));
+                StringBuilder values = new StringBuilder("output " + i + ":");
+                for (float v : r.output) {
+                    values.append(' ').append(v);
+                }
+                System.out.println(values);
+                System.out.flush();
+            }
+        } finally {
+            c.close();
+        }
+        if (flags.containsKey("--output")) {
+            int[] one = results.get(0).shape();
+            int per = results.get(0).output.length;
+            float[] all = new float[per * results.size()];
+            for (int i = 0; i < results.size(); i++) {
+                System.arraycopy(results.get(i).output, 0, all, i * per, per);
+            }
+            one[0] *= results.size();  // batch first, as paradis_runtime's predict concatenates
+            new Npy(all, one).write(new File(flags.get("--output")));
+        }
+        return 0;
+    }
+
+    private static boolean isInputDevice(String[] argv) {
+        for (int i = 0; i + 1 < argv.length; i++) {
+            if (argv[i].equals("--device")) {
+                return argv[i + 1].trim().equals("0");
+            }
+        }
+        return false;
     }
 
     public static void main(String[] argv) {
@@ -211,6 +355,24 @@ public final class Main {
                 System.err.println(line);
             }
         };
+        if (isInputDevice(argv)) {
+            int code;
+            try {
+                code = runInput(argv, listener);
+            } catch (UsageError e) {
+                System.err.println("error: " + e.getMessage());
+                code = 2;
+            } catch (FusionGraphException | Coordinator.RequestFailed | java.net.ConnectException e) {
+                System.err.println("error: " + e.getMessage());
+                code = 1;
+            } catch (Exception e) {
+                System.err.println("error: " + e);
+                code = 1;
+            }
+            System.out.flush();
+            System.exit(code);
+            return;
+        }
         final Peer peer;
         try {
             peer = start(argv, listener);
@@ -243,6 +405,12 @@ public final class Main {
         StringBuilder names = new StringBuilder();
         for (DeviceProgram p : peer.programs()) {
             names.append(names.length() == 0 ? "" : ", ").append(p.switchName);
+        }
+        try {
+            // What a phone's NsdManager matches on: the bundle TXT record of _paradis._tcp (discovery.py).
+            listener.onLog("device " + peer.device + ": bundle id " + Bundle.id(new File(flags(argv).get("--bundle"))));
+        } catch (IOException | UsageError e) {
+            listener.onLog("device " + peer.device + ": no bundle id (" + e.getMessage() + ")");
         }
         System.out.println("device " + peer.device + " ready on " + (host == null ? at.getHostString()
                 : host.getHostAddress()) + ":" + at.getPort() + ": switches " + names);

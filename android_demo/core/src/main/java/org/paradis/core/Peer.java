@@ -52,6 +52,48 @@ public final class Peer {
         /** On the fusion device: the fused float32 output of a request. */
         default void onResult(DeviceProgram program, long requestId, float[] output) {
         }
+
+        /**
+         * On the fusion device: the fused output with this device's timing of the request (what the
+         * coordinator reports per inference). The default hands the output to {@link #onResult}.
+         */
+        default void onFused(DeviceProgram program, long requestId, float[] output, Timing timing) {
+            onResult(program, requestId, output);
+        }
+
+        /** Every housekeeping tick (about 50 ms), with {@code System.nanoTime()}: the coordinator's clock. */
+        default void onTick(long nanoTime) {
+        }
+    }
+
+    /**
+     * One request as this device saw it, from {@link #begin} (or its first frame) to the fusion: seconds in
+     * its stages ({@code computeS}), writing frames ({@code wireS}), since it began ({@code totalS}), the frame
+     * bytes (64-byte headers included) it wrote and read, and when each peer's last frame arrived.
+     */
+    public static final class Timing {
+        public final long requestId;
+        public final double computeS;
+        public final double wireS;
+        public final double totalS;
+        public final long bytesSent;
+        public final long bytesReceived;
+        /** device -> seconds after the request began at which its last frame arrived. */
+        public final Map<Integer, Double> arrivals;
+
+        Timing(Request st, long now) {
+            this.requestId = st.rid;
+            this.computeS = st.computeNs / 1e9;
+            this.wireS = st.wireNs / 1e9;
+            this.totalS = (now - st.created) / 1e9;
+            this.bytesSent = st.bytesSent;
+            this.bytesReceived = st.bytesReceived;
+            Map<Integer, Double> a = new java.util.TreeMap<Integer, Double>();
+            for (Map.Entry<Integer, Long> e : st.arrivals.entrySet()) {
+                a.put(e.getKey(), (e.getValue() - st.created) / 1e9);
+            }
+            this.arrivals = java.util.Collections.unmodifiableMap(a);
+        }
     }
 
     /** Why the last dial to a device failed. */
@@ -75,6 +117,11 @@ public final class Peer {
         final long created = System.nanoTime();
         final Map<String, ByteBuffer> tensors = new HashMap<String, ByteBuffer>();
         int next;
+        long computeNs;
+        long wireNs;
+        long bytesSent;
+        long bytesReceived;
+        final Map<Integer, Long> arrivals = new HashMap<Integer, Long>();
 
         Request(long rid) {
             this.rid = rid;
@@ -196,9 +243,10 @@ public final class Peer {
         if (listen != null) {
             server = new ServerSocket();
             server.setReuseAddress(true);
-            server.bind(listen);
+            server.bind(listen.isUnresolved() ? new InetSocketAddress(listen.getHostString(), listen.getPort())
+                    : listen);
             server.setSoTimeout(200);
-            listen = new InetSocketAddress(listen.getAddress(), server.getLocalPort());
+            listen = new InetSocketAddress(server.getInetAddress(), server.getLocalPort());
             spawn(this::acceptLoop, "paradis-listen-" + device);
         }
         spawn(this::computeLoop, "paradis-compute-" + device);
@@ -359,7 +407,14 @@ public final class Peer {
             Socket sock = new Socket();
             Connection conn;
             try {
-                sock.connect(address, (int) (config.connectTimeout * 1000));
+                // Resolved on every attempt: an address given unresolved (a phone's UI thread may not look
+                // names up), or a name whose address changed, is looked up here, on the dialer's thread.
+                InetSocketAddress target = address.isUnresolved()
+                        ? new InetSocketAddress(address.getHostString(), address.getPort()) : address;
+                if (target.isUnresolved()) {
+                    throw new java.net.UnknownHostException("cannot resolve host '" + address.getHostString() + "'");
+                }
+                sock.connect(target, (int) (config.connectTimeout * 1000));
                 conn = new Connection(this, sock, address.getHostString() + ":" + address.getPort(), program, peer);
             } catch (IOException e) {
                 close(sock);
@@ -479,8 +534,19 @@ public final class Peer {
 
     /** One whole frame to {@code peer} on {@code program}'s connection (waits up to the peer deadline). */
     public boolean sendTo(DeviceProgram program, int peer, byte[] frame) {
-        Connection c = waitConnection(program, peer, (long) (config.peerDeadline * 1000));
+        return sendTo(program, peer, frame, (long) (config.peerDeadline * 1000));
+    }
+
+    /** One whole frame to {@code peer}, waiting up to {@code waitMs} for its connection (0: only if up now). */
+    public boolean sendTo(DeviceProgram program, int peer, byte[] frame, long waitMs) {
+        Connection c = waitMs <= 0 ? current(program, peer) : waitConnection(program, peer, waitMs);
         return c != null && c.send(frame);
+    }
+
+    private Connection current(DeviceProgram program, int peer) {
+        synchronized (lock) {
+            return conns.get(key(program, peer));
+        }
     }
 
     // -- frames -------------------------------------------------------------------------------------------
@@ -506,6 +572,8 @@ public final class Peer {
                             + h.requestId);
                 }
                 st.tensors.put(name, ByteBuffer.wrap(payload).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN));
+                st.arrivals.put(conn.peer, System.nanoTime());
+                st.bytesReceived += Frames.HEADER_LEN + payload.length;
             }
             work.add(new Object[] {program, h.requestId});
         } else if (h.type == FrameType.CANCEL) {
@@ -544,6 +612,72 @@ public final class Peer {
         if (c != null) {
             c.send(Frames.encodeError(code, message, Frames.NO_TENSOR, rid));
         }
+    }
+
+    // -- requests (the input device's side) ---------------------------------------------------------------
+
+    /**
+     * The input device starts request {@code rid} of {@code program} with its local tensors (the wire input,
+     * exact bytes, little-endian); its stages run once {@link #kick} is called. State first, so that no frame
+     * answering {@code rid} can arrive for an id this device does not know yet.
+     */
+    public void begin(DeviceProgram program, long rid, Map<String, ByteBuffer> local) {
+        if (!program.isInput) {
+            throw new IllegalArgumentException("Peer.begin: " + program.describe() + " is not the input device "
+                    + "(device " + program.graph.inputDevice + " is); only the input device starts requests.");
+        }
+        synchronized (lock) {
+            Request st = newRequest(program, rid);
+            for (Map.Entry<String, ByteBuffer> e : local.entrySet()) {
+                st.tensors.put(e.getKey(), view(e.getValue()));
+            }
+        }
+    }
+
+    /** Adds wire time and frame bytes the caller spent on {@code rid} (the input frames it wrote itself). */
+    public void account(DeviceProgram program, long rid, long wireNs, long bytesSent) {
+        synchronized (lock) {
+            Request st = tables.get(program).live.get(rid);
+            if (st != null) {
+                st.wireNs += wireNs;
+                st.bytesSent += bytesSent;
+            }
+        }
+    }
+
+    /** Runs what can run of request {@code rid} (on the compute thread). */
+    public void kick(DeviceProgram program, long rid) {
+        work.add(new Object[] {program, rid});
+    }
+
+    /** Forgets request {@code rid} here (its late frames are then read and dropped); true if it was live. */
+    public boolean abandon(DeviceProgram program, long rid) {
+        synchronized (lock) {
+            return tables.get(program).drop(rid) != null;
+        }
+    }
+
+    /**
+     * The peer devices whose frames for live request {@code rid} have not all arrived (those this device
+     * expects anything from), ascending; empty when the request is not live.
+     */
+    public List<Integer> missingFrom(DeviceProgram program, long rid) {
+        List<Integer> out = new ArrayList<Integer>();
+        synchronized (lock) {
+            Request st = tables.get(program).live.get(rid);
+            if (st == null) {
+                return out;
+            }
+            for (int d : program.neighbours) {
+                for (TensorSpec spec : program.expectedFrom(d).values()) {
+                    if (!st.tensors.containsKey(spec.name)) {
+                        out.add(d);
+                        break;
+                    }
+                }
+            }
+        }
+        return out;
     }
 
     // -- compute ------------------------------------------------------------------------------------------
@@ -625,24 +759,36 @@ public final class Peer {
                     outputs.put(t, ByteBuffer.allocate(n).order(ByteOrder.LITTLE_ENDIAN));
                 }
             }
+            long start = System.nanoTime();
             engines.get(program).runSignature(stage.signature, feeds, outputs);
+            long end = System.nanoTime();
             synchronized (lock) {
                 for (Map.Entry<String, ByteBuffer> e : outputs.entrySet()) {
                     st.tensors.put(e.getKey(), view(e.getValue()));
                 }
                 st.next++;
+                st.computeNs += end - start;
             }
             for (String t : stage.outputs) {
                 byte[] frame = frames.get(t);
                 if (frame == null) {
                     continue;
                 }
+                long t0 = System.nanoTime();
+                long sent = 0;
                 Frames.writeHeader(Frames.tensorHeader(program.spec(t), program.id(t), rid), frame, 0);
                 for (int d : program.sendTo.get(t)) {
-                    if (!sendTo(program, d, frame)) {
+                    if (sendTo(program, d, frame)) {
+                        sent += frame.length;
+                    } else {
                         log("device " + device + ": request " + rid + ": no connection to device " + d + " ("
                                 + program.switchName + ") for '" + t + "'");
                     }
+                }
+                long t1 = System.nanoTime();
+                synchronized (lock) {
+                    st.wireNs += t1 - t0;
+                    st.bytesSent += sent;
                 }
             }
         }
@@ -662,7 +808,12 @@ public final class Peer {
             table.drop(rid);
         }
         if (program.isFusion) {
-            listener.onResult(program, rid, fuse(program.graph, partials));
+            float[] output = fuse(program.graph, partials);
+            Timing timing;
+            synchronized (lock) {
+                timing = new Timing(st, System.nanoTime());
+            }
+            listener.onFused(program, rid, output, timing);
         }
     }
 
@@ -741,6 +892,11 @@ public final class Peer {
             for (Object[] e : expired) {
                 notifyInput((DeviceProgram) e[0], ErrorCode.DEADLINE_EXCEEDED, (Long) e[1], "device " + device
                         + " abandoned the request after " + config.requestDeadline + " s");
+            }
+            try {
+                listener.onTick(now);
+            } catch (RuntimeException e) {  // a defect in a listener must not stop heartbeats and deadlines
+                log("device " + device + ": internal error in a tick listener: " + e);
             }
         }
     }
