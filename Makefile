@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist openssl
 # Two workers (the CI machine has 2 cores); whole files per worker so module fixtures build once.
 PYTEST := $(PY) -m pytest -q -m "not large" -p no:cacheprovider -n 2 --dist loadfile
 
-.PHONY: install system-packages test test-tf test-jax bench clean
+.PHONY: install system-packages test test-tf test-jax demo bench clean
 
 # The phone side (android_demo/): each part brings its own recipe, adds its
 # Debian packages to DEBIAN_PACKAGES and its build target to PHONE_TARGETS
@@ -25,7 +25,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery,web]'
+	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery,web,bench]'
 	touch $@
 
 # Debian packages: Fashion-MNIST (the built-in data set); openssl (test certificates for TLS).
@@ -49,11 +49,16 @@ test-jax: install
 	KERAS_BACKEND=jax $(PYTEST) tests/paradis_tf \
 	  --ignore=tests/paradis_tf/data
 
+# The main job end to end on built-in data (docs/demo.md): train a small DISCO
+# model, export float32 and int8 bundles, run them across peer processes on
+# loopback, print one table and draw two pictures under runs/demo/.
+demo: install system-packages
+	$(VENV)/bin/paradis demo
+
 # Benchmarks (long; the accuracy ones resume from bench/.runs). BENCH_PRESET=gpu
 # gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU).
 BENCH_PRESET ?= cpu
 bench: install
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/layers.py
 	$(PY) bench/throughput.py
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)

@@ -16,7 +16,7 @@ from paradis_cli._common import CommandFailed, UsageError
 
 __all__ = ["main", "UsageError", "VERBS"]
 
-VERBS = ("train", "export", "inspect", "peer", "run", "profile", "plan", "serve-web")
+VERBS = ("train", "export", "inspect", "peer", "run", "profile", "plan", "serve-web", "demo")
 
 
 def parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
