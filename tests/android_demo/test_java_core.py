@@ -11,9 +11,7 @@ the input device (device 0, the phone with the camera) beside a Python
 """
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -74,39 +72,19 @@ def bundles(tmp_path_factory):
     return root
 
 
-class JavaPeer:
-    """``org.paradis.core.Main`` for one device, its stages run by the ai_edge_litert helper."""
+class JavaPeer(PeerProcess):
+    """``org.paradis.core.Main`` for one device (the flags and banner of
+    ``paradis peer``), its stages run by the ai_edge_litert helper."""
+
+    name = "java peer"
 
     def __init__(self, classes, bundle, device: int, peers: str, key: Path, log: Path, *extra):
-        self.device = device
-        self.log = log
-        self._out = open(log, "w")
-        engine = f"{sys.executable} {CORE / 'tools' / 'litert_engine.py'}"
-        self.proc = subprocess.Popen(
-            ["java", "-cp", f"{classes}:{JSON_JAR}", "org.paradis.core.Main", "--bundle", str(bundle),
-             "--device", str(device), "--peers", peers, "--session-key-file", str(key), "--engine-cmd", engine,
-             *extra], cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT)
+        self.classes = classes
+        super().__init__(bundle, device, peers, key, "--engine-cmd",
+                         f"{sys.executable} {CORE / 'tools' / 'litert_engine.py'}", *extra, log=log)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if f"device {self.device} ready on" in self.log.read_text():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"java peer exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        raise TimeoutError(f"java peer {self.device} not ready:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-        return self.proc.returncode
+    def command(self) -> list:
+        return ["java", "-cp", f"{self.classes}:{JSON_JAR}", "org.paradis.core.Main"]
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])

@@ -33,7 +33,11 @@ def key_file(folder: Path, key: str = KEY) -> Path:
 
 
 class PeerProcess:
-    """``paradis peer`` for one device; ``ready`` waits for its banner."""
+    """``paradis peer`` for one device; ``ready`` waits for its banner.
+    Subclasses run another peer program with the same flags and banner
+    (``command``), e.g. the Java core's."""
+
+    name = "peer"
 
     def __init__(self, bundle, device: int, peers: str, key: Path, *extra, log: Path):
         self.device = device
@@ -41,9 +45,12 @@ class PeerProcess:
         self._out = open(log, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paradis_cli", "peer", "--bundle", str(bundle), "--device", str(device),
-             "--peers", peers, "--session-key-file", str(key), *extra],
+            [*self.command(), "--bundle", str(bundle), "--device", str(device), "--peers", peers,
+             "--session-key-file", str(key), *extra],
             cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT, env=env)
+
+    def command(self) -> list:
+        return [sys.executable, "-m", "paradis_cli", "peer"]
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -51,9 +58,10 @@ class PeerProcess:
             if f"device {self.device} ready on" in self.log.read_text():
                 return
             if self.proc.poll() is not None:
-                raise RuntimeError(f"peer {self.device} exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.name} {self.device} exited {self.proc.returncode}:\n"
+                                   f"{self.log.read_text()[-3000:]}")
             time.sleep(0.05)
-        raise TimeoutError(f"peer {self.device} not ready:\n{self.log.read_text()[-3000:]}")
+        raise TimeoutError(f"{self.name} {self.device} not ready:\n{self.log.read_text()[-3000:]}")
 
     def stop(self, sig=signal.SIGINT, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
