@@ -12,6 +12,7 @@ the input device (device 0, the phone with the camera) beside a Python
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -85,6 +86,13 @@ class JavaPeer(PeerProcess):
 
     def command(self) -> list:
         return ["java", "-cp", f"{self.classes}:{JSON_JAR}", "org.paradis.core.Main"]
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
+        # SIGTERM, not SIGINT: under a non-interactive shell's background job
+        # (how CI may run) SIGINT arrives ignored, and the JVM then installs
+        # no handler for it; Main's shutdown hook (SHUTTING_DOWN, exit 0)
+        # runs on SIGTERM either way.
+        return super().stop(sig, timeout)
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])
