@@ -16,7 +16,6 @@ SIGTERM or SIGHUP of the demo stops those groups before it exits.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -231,14 +230,6 @@ def _step(children: Children, command: list) -> None:
 
 # -- what an earlier run left -------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _read_stamp(out: Path) -> dict:
     try:
         stamp = json.loads((out / STAMP).read_text())
@@ -272,6 +263,12 @@ def _bundle_matches(folder: Path, precision: str) -> Optional[str]:
     return None
 
 
+def _checkpoint_digest(path: Path) -> str:
+    from paradis_runtime.fusion_graph import sha256_file  # lazily: `paradis --help` imports every verb
+
+    return sha256_file(path)
+
+
 # -- the steps ----------------------------------------------------------------
 
 def _train(children: Children, args, out: Path, stamp: dict) -> dict:
@@ -288,7 +285,7 @@ def _train(children: Children, args, out: Path, stamp: dict) -> dict:
         raise UsageError(f"--out {args.out}: {folder} holds a model trained with other settings ({diff}); pass "
                          "--fresh to train again, or choose another --out.")
     if (previous.get("done") and checkpoint.is_file() and summary.is_file()
-            and previous.get("checkpoint_sha256") == _sha256(checkpoint)):
+            and previous.get("checkpoint_sha256") == _checkpoint_digest(checkpoint)):
         print(f"\nreusing {checkpoint}: trained by an earlier `paradis demo` with the same settings "
               "(--fresh trains again)", flush=True)
         return previous
@@ -300,7 +297,7 @@ def _train(children: Children, args, out: Path, stamp: dict) -> dict:
         "--switches", ",".join(SWITCHES), "--budget", args.budget, "--epochs", args.epochs,
         "--finetune-epochs", args.finetune_epochs, "--limit", args.train_images,
         "--test-limit", VALIDATION_IMAGES, "--lr", LR, "--out", folder))
-    stamp["train"] = {"settings": settings, "done": True, "checkpoint_sha256": _sha256(checkpoint)}
+    stamp["train"] = {"settings": settings, "done": True, "checkpoint_sha256": _checkpoint_digest(checkpoint)}
     _write_stamp(out, stamp)
     return stamp["train"]
 
