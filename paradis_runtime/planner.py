@@ -36,6 +36,7 @@ import numpy as np
 
 from paradis_runtime.frames import DTYPE_CODES, HEADER_LEN
 from paradis_runtime.fusion_graph import FusionGraphError, read_graph, read_json, sha256_file, write_json
+from paradis_runtime.link import Link
 from paradis_runtime.manifest import read_manifest
 from paradis_runtime.schedule import Plan, fuse
 
@@ -93,8 +94,9 @@ class LinkModel:
             self.per_frame_overhead_s, "per_frame_overhead_s", "a finite number >= 0", lambda v: 0 <= v < math.inf))
 
     def transfer_s(self, wire_bytes: int) -> float:
-        """Seconds the link is busy with ``wire_bytes`` (header included)."""
-        return 0.0 if self.mbps is None else 8.0 * wire_bytes / (self.mbps * 1e6)
+        """Seconds the link is busy with ``wire_bytes`` (header included): the
+        emulation's own formula (``paradis_runtime.link.Link``, 0 = unlimited)."""
+        return Link(self.mbps or 0.0).transfer_s(wire_bytes)
 
     @property
     def delay_s(self) -> float:
