@@ -144,18 +144,10 @@ def test_js_error_and_hello_payloads_match_the_vectors_and_python(js, vectors):
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    import keras
+    from tests.paradis_export.helpers import seeded_bundles
 
-    from paradis_export import export_bundle
-    from tests.paradis_export.helpers import real_images, resnet20
-
-    # Seeded, width 0.5 (see tests/paradis_runtime/test_peer.py: 2+ channels per device for int8).
-    keras.utils.set_random_seed(7)
-    model = resnet20(width=0.5, switches=SWITCH)
     root = tmp_path_factory.mktemp("web")
-    export_bundle(model, SWITCH, root / "float32", progress=None)
-    export_bundle(model, SWITCH, root / "int8", int8=True, calibration=real_images(64, seed=1)[0], progress=None,
-                  browser=True)
+    seeded_bundles(root, SWITCH, browser=True)
     return root
 
 

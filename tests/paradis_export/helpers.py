@@ -124,3 +124,22 @@ def check_local_parts_before_receives(graph):
                 f"a local part from {before['name']}: reads {stage['inputs']}")
             checked += 1
     return checked
+
+
+def seeded_bundles(root, switches, export=None, calibration=64, **int8_options):
+    """float32 and int8 bundles (``root/"float32"``, ``root/"int8"``) of one
+    seeded ResNet-20 at width 0.5, exporting ``export`` (default: every
+    switch). Width 0.5 gives every device 2+ channels, so no device's tensor
+    is zero on every calibration image (the int8 limit in README). Returns
+    the model."""
+    import keras
+
+    from paradis_export import export_bundle
+
+    keras.utils.set_random_seed(7)  # module fixtures run before the per-test seed
+    model = resnet20(width=0.5, switches=switches)
+    export = export or switches
+    export_bundle(model, export, root / "float32", progress=None)
+    export_bundle(model, export, root / "int8", int8=True, calibration=real_images(calibration, seed=1)[0],
+                  progress=None, **int8_options)
+    return model

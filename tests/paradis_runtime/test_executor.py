@@ -7,23 +7,18 @@ import warnings
 import numpy as np
 import pytest
 
-from paradis_export import FusionGraphError, ReferenceExecutor, export_bundle
-from tests.paradis_export.helpers import real_images, resnet20
+from paradis_export import FusionGraphError, ReferenceExecutor
+from tests.paradis_export.helpers import real_images, seeded_bundles
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    import keras
-
-    keras.utils.set_random_seed(7)  # module fixtures run before the per-test seed
-    model = resnet20(width=0.5, switches="1x1.0,2x0.5")  # 2+ channels per device: see the int8 limit in README
     root = tmp_path_factory.mktemp("executor")
-    export_bundle(model, "2x0.5", root / "f32", progress=None)
-    export_bundle(model, "2x0.5", root / "int8", int8=True, calibration=real_images(32, seed=1)[0], progress=None)
+    seeded_bundles(root, "1x1.0,2x0.5", export="2x0.5")
     return root
 
 
-@pytest.mark.parametrize("precision", ["f32", "int8"])
+@pytest.mark.parametrize("precision", ["float32", "int8"])
 def test_non_finite_input_is_refused(bundles, precision):
     # int8 used to quantize NaN to some byte and answer with finite logits.
     executor = ReferenceExecutor(bundles / precision)
@@ -37,7 +32,7 @@ def test_non_finite_input_is_refused(bundles, precision):
 
 
 def test_pixels_off_the_declared_scale_warn_once(bundles):
-    executor = ReferenceExecutor(bundles / "f32")
+    executor = ReferenceExecutor(bundles / "float32")
     x, _ = real_images(2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -51,14 +46,14 @@ def test_pixels_off_the_declared_scale_warn_once(bundles):
 def test_run_on_a_batch_points_to_predict(bundles):
     x, _ = real_images(3)
     with pytest.raises(ValueError, match=r"received a batch of 3: use predict\(images\)"):
-        ReferenceExecutor(bundles / "f32").run(x)
+        ReferenceExecutor(bundles / "float32").run(x)
 
 
 def test_a_broken_file_with_a_matching_hash_names_device_and_file(bundles, tmp_path):
     import shutil
 
     bundle = tmp_path / "b"
-    shutil.copytree(bundles / "f32", bundle)
+    shutil.copytree(bundles / "float32", bundle)
     file = bundle / "2x0.5" / "device1.tflite"
     file.write_bytes(file.read_bytes()[:1000])
     graph_file = bundle / "2x0.5" / "fusion_graph.json"

@@ -20,6 +20,7 @@ def test_runtime_runs_a_bundle_without_keras_or_tensorflow(tmp_path):
     script = (
         "import sys, numpy as np\n"
         "import paradis_runtime\n"
+        "import paradis_runtime.planner, paradis_runtime.discovery, paradis_runtime.web_relay\n"
         "from paradis_runtime import PeerConfig, ReferenceExecutor, connect, read_manifest, serve\n"
         "read_manifest(sys.argv[1])\n"
         "out, trace = ReferenceExecutor(sys.argv[1]).run(np.load(sys.argv[2]))\n"

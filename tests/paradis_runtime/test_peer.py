@@ -9,33 +9,23 @@ import time
 import numpy as np
 import pytest
 
-from paradis_export import ReferenceExecutor, export_bundle
+from paradis_export import ReferenceExecutor
 from paradis_runtime import PeerConfig, RequestFailed, connect
 from paradis_runtime._program import DeviceProgram
 from paradis_runtime.frames import (
     ErrorCode, FrameType, Header, Hello, auth_mac, decode_error, decode_header, decode_hello, encode_header,
     encode_hello, tensor_frame,
 )
-from tests.paradis_export.helpers import real_images, resnet20
-from tests.paradis_runtime.peers import KEY, PeerProcess, free_ports, key_file, peers
+from tests.paradis_export.helpers import real_images, seeded_bundles
+from tests.paradis_runtime.peers import KEY, PeerProcess, peers
 
 SWITCHES = "1x1.0,2x0.5,4x0.25,0.5+0.3+0.2"
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    import keras
-
-    # Seeded, and width 0.5 (2+ channels per device): the exporter cannot yet
-    # write int8 files LiteRT runs when a device's whole tensor is zero on
-    # every calibration image (see the int8 notes in README), which width 0.25
-    # with 1 channel per device on 4x0.25 hits for some weights.
-    keras.utils.set_random_seed(7)
-    model = resnet20(width=0.5, switches=SWITCHES)
     root = tmp_path_factory.mktemp("peer")
-    export_bundle(model, SWITCHES, root / "float32", progress=None)
-    export_bundle(model, SWITCHES, root / "int8", int8=True, calibration=real_images(64, seed=1)[0], progress=None)
-    return root, model
+    return root, seeded_bundles(root, SWITCHES)
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])
