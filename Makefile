@@ -25,7 +25,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery,web,bench]'
+	$(PY) -m pip install --quiet -e '.[tf,jax,test,discovery,web,bench,tasks]'
 	touch $@
 
 # Debian packages: Fashion-MNIST (the built-in data set); openssl (test certificates for TLS).

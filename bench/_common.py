@@ -23,8 +23,10 @@ sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "docs", "results")
 RUNS = os.path.join(ROOT, "bench", ".runs")
 # Bumped when the training recipe changes (cached runs in RUNS are keyed by
-# it). r2: budget-exact gate selection while training.
-RECIPE = "r2"
+# it). r2: budget-exact gate selection while training. r3: the paired design
+# (per seed, every variant starts from the same kernels and sees the same
+# batches and augmentation; see paired_init and batches).
+RECIPE = "r3"
 # Bumped when only the learning of gates changes: it keys the runs with
 # learned gates alone, so fixed-gate runs (unsplit, shut, open, random) stay
 # valid. g1: the r2 mechanics (dense start, anneal over half the run, pin,
@@ -45,38 +47,91 @@ def load_data(train_limit=None, test_limit=None):
 
 
 def batches(x, y, batch_size, augment, seed):
-    """A PyDataset reshuffled (and augmented: flips, 2-pixel shifts) each epoch."""
+    """A PyDataset reshuffled (and augmented: flips, 2-pixel shifts) each epoch.
+
+    Stateless per (seed, epoch, batch): the order of epoch e and the
+    augmentation of batch i depend on nothing else, so two variants trained
+    with the same seed see the same batches in the same order (the paired
+    design), however often Keras peeks at a batch or splits ``fit`` in two.
+    """
     import keras
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(x))
+            self.epoch = 0
+            self.order = self._order()
+
+        def _order(self):
+            return np.random.default_rng([seed, self.epoch]).permutation(len(x))
 
         def __len__(self):
             return math.ceil(len(x) / batch_size)
 
         def on_epoch_end(self):
-            self.order = self.rng.permutation(len(x))
+            self.epoch += 1
+            self.order = self._order()
 
         def __getitem__(self, i):
             idx = self.order[i * batch_size : (i + 1) * batch_size]
             xb, yb = x[idx], y[idx]
             if augment:
-                flip = self.rng.random(len(idx)) < 0.5
+                rng = np.random.default_rng([seed, self.epoch, i])
+                flip = rng.random(len(idx)) < 0.5
                 xb = np.where(flip[:, None, None, None], xb[:, :, ::-1], xb)
                 padded = np.pad(xb, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
-                dy, dx = self.rng.integers(0, 5, 2)
+                dy, dx = rng.integers(0, 5, 2)
                 xb = padded[:, dy : dy + x.shape[1], dx : dx + x.shape[2]]
             return xb, yb
 
     return Batches()
 
 
+def paired_init(model, reference):
+    """Copies ``reference``'s kernels (and biases) into ``model``, layer by
+    layer name: every variant of a paired comparison starts from the same
+    weights, whatever its switch or gate mode drew from the seed. Gate
+    logits, pins and batch-norm statistics are left alone. Returns the
+    number of weights copied; raises if a layer has no twin of the same shape."""
+    bank = {w.path: w for w in reference.weights}  # "stage1_block1_conv1/kernel": unique per model
+    copied = 0
+    for w in model.weights:
+        if not w.path.split("/")[-1].startswith(("kernel", "bias", "depthwise_kernel")):
+            continue
+        twin = bank.get(w.path)
+        if twin is None or tuple(twin.shape) != tuple(w.shape):
+            raise ValueError(f"paired_init: no weight {w.path} of shape {tuple(w.shape)} in the reference model")
+        w.assign(twin.value)
+        copied += 1
+    return copied
+
+
+# Two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30 (above 30,
+# the normal 1.96 is within 2 %).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def paired_difference(values, baseline):
+    """Per-seed differences ``values[i] - baseline[i]`` (same seeds, same
+    order): their mean, the 95 % t interval of the mean and its half-width.
+    One seed gives no interval (None)."""
+    if len(values) != len(baseline) or not values:
+        raise ValueError(f"paired_difference: {len(values)} values against {len(baseline)} baseline values; "
+                         "pair the same seeds")
+    diffs = [a - b for a, b in zip(values, baseline)]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return {"diff_mean": mean, "ci95": None, "half_width": None, "diffs": diffs}
+    df = len(diffs) - 1
+    half = (_T975[df - 1] if df <= len(_T975) else 1.96) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return {"diff_mean": mean, "ci95": [mean - half, mean + half], "half_width": half, "diffs": diffs}
+
+
 def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, finalize=False,
                        finetune_epochs=0, anneal_fraction=0.5, pin_random_budget=None, random_ranking=False,
-                       verbose=0):
+                       gate_ranking=None, verbose=0):
     """The one recipe every variant follows (Adam, cosine learning rate,
     same epochs in total). Returns per-switch top-1 and the device summary.
 
@@ -100,8 +155,9 @@ def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, f
                 var.assign(rng.normal(size=var.shape).astype("float32"))
                 # Left out of the optimizer (set before compile builds it).
                 var.trainable = not random_ranking
+    extra = {} if gate_ranking is None else {"gate_ranking": gate_ranking}
     model.compile(optimizer=keras.optimizers.Adam(schedule), budget=budget,
-                  budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit)
+                  budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit, **extra)
     if pin_random_budget is not None:
         # Random fixed selection at the budget: the budget-exact top-k of the
         # random logits, as finalize_gates keeps it.
@@ -203,10 +259,10 @@ def backend_and_device():
 SETTING_KEYS = ("train_limit", "test_limit", "epochs", "seeds", "batch_size", "lr")
 
 
-def parse_setting(parser, presets, script):
+def parse_setting(parser, presets, script, regimes="narrow,full"):
     """Adds --preset and per-key overrides to ``parser``; returns (args, setting, tag)."""
     parser.add_argument("--preset", choices=sorted(presets), default="cpu")
-    parser.add_argument("--regimes", default="narrow,full")
+    parser.add_argument("--regimes", default=regimes)
     parser.add_argument("--cached-only", action="store_true",
                         help="report the runs already stored in bench/.runs; start none")
     for key in SETTING_KEYS:

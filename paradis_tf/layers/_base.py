@@ -232,9 +232,16 @@ class SplitLinearLayer(SwitchedLayer):
         )
         # Static per-switch structure (numpy, one entry per switch).
         self._plans = [self._plan(i) for i in range(len(self.switches))]
+        self._build_gates()
+
+    def _build_gates(self):
+        """The gate variables of every learned switch (after ``self._plans``
+        and ``self.in_channels`` are set): rows are the layer's gated channels."""
         self._gate_logits = {}
         self._gate_pins = {}
         self._gate_thresholds = {}
+        self._gate_states = {}
+        self._gate_emas = {}
         for i, plan in enumerate(self._plans):
             if plan["learned"]:
                 d = plan["num_devices"]
@@ -265,6 +272,24 @@ class SplitLinearLayer(SwitchedLayer):
                     name=f"gate_threshold_{i}",
                     shape=(),
                     initializer="zeros",
+                    trainable=False,
+                    aggregation="only_first_replica",
+                )
+                # The cut's decision held between cuts (GateRanking other than
+                # the default): 1 open, 0 shut; -1 (the default) means the
+                # gate follows ``logit >= threshold`` at every step.
+                self._gate_states[i] = self.add_weight(
+                    name=f"gate_state_{i}",
+                    shape=(self.in_channels, d),
+                    initializer=keras.initializers.Constant(-1.0),
+                    trainable=False,
+                    aggregation="only_first_replica",
+                )
+                # Moving average of the scaled logits (GateRanking(score="ema")).
+                self._gate_emas[i] = self.add_weight(
+                    name=f"gate_ema_{i}",
+                    shape=(self.in_channels, d),
+                    initializer=keras.initializers.Constant(self.gates.init_logit),
                     trainable=False,
                     aggregation="only_first_replica",
                 )
@@ -335,6 +360,10 @@ class SplitLinearLayer(SwitchedLayer):
                 gate = soft
             else:
                 hard = ops.cast(ops.greater_equal(logits, threshold), soft.dtype)
+                # A held decision of the budget cut overrides the threshold.
+                if index in getattr(self, "_gate_states", {}):
+                    state = ops.cast(self._gate_states[index], soft.dtype)
+                    hard = ops.where(ops.less(state, 0.0), hard, state)
                 # Straight-through: binary forward value, sigmoid gradient.
                 gate = soft + ops.stop_gradient(hard - soft) if training else hard
         pins = ops.cast(self._gate_pins[index], gate.dtype)
@@ -373,6 +402,17 @@ class SplitLinearLayer(SwitchedLayer):
                 "learned gates."
             )
         return ops.convert_to_numpy(self._gate_logits[index]) * self.gates.logit_scale
+
+    def gate_weight_norms(self, switch):
+        """(Cin, D) L2 norm of the kernel entries each gate carries: input
+        channel c's rows into device k's output channels (over the kernel
+        window too). Differentiable; a weight-based importance of the gate."""
+        plan = self._plans[self.switch_index(switch)]
+        squares = ops.square(ops.cast(self.kernel, "float32"))  # (*window, Cin, Cout)
+        for _ in self._kernel_window:
+            squares = ops.sum(squares, axis=0)  # -> (Cin, Cout)
+        per_device = ops.matmul(squares, ops.transpose(ops.cast(plan["assign"], "float32")))  # (Cin, D)
+        return ops.sqrt(per_device)
 
     def gate_probabilities(self, switch):
         """G_s (Cin, D) with the probability that each remote channel is sent.

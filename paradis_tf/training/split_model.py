@@ -31,7 +31,9 @@ from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNorm
 from paradis_tf.switches import SwitchSet
 from paradis_tf.training._odd_batch import even_batch, needs_even_batches
 from paradis_tf.training.budget_schedule import BudgetSchedule
+from paradis_tf.training.gate_ranking import GateRanking
 from paradis_tf.training.link_budget import Link, LinkCost, LinkRatio, LinkTerm, SwitchLink
+from paradis_tf.training.task import Task
 
 __all__ = ["SplitModel"]
 
@@ -110,10 +112,13 @@ class SplitModel(keras.Model):
         inputs: the ``keras.Input``.
         outputs: ``{switch name: output tensor}``, one entry per switch.
         switches: the SwitchSet (or its written form).
+        task: a ``Task`` (what the output is; the label loss, distillation and
+            per-switch metric compile uses); None is ``Task.classification()``.
     """
 
-    def __init__(self, inputs, outputs, switches, **kwargs):
+    def __init__(self, inputs, outputs, switches, task=None, **kwargs):
         switches = SwitchSet(switches)
+        task = Task.coerce(task)
         if not isinstance(outputs, Mapping):
             raise ValueError(
                 "outputs must be a dict {switch name: output tensor}, received "
@@ -128,6 +133,7 @@ class SplitModel(keras.Model):
         ordered = {n: by_name[n] for n in switches.names}
         super().__init__(inputs=inputs, outputs=ordered, **kwargs)
         self._switch_set = switches
+        self._task = task
         # Counts training steps for the budget schedule; saved with the weights,
         # so BackupAndRestore resumes the schedule where it stopped.
         self.budget_step = keras.Variable(
@@ -136,10 +142,9 @@ class SplitModel(keras.Model):
         self._plan = _Plan(self._collect_traffic(), ordered)
         self._trackers = {}
         for name in switches.names:
-            self._trackers[name] = {
-                "loss": keras.metrics.Mean(name=f"{name}_loss"),
-                "accuracy": keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy"),
-            }
+            self._trackers[name] = {"loss": keras.metrics.Mean(name=f"{name}_loss")}
+            if task.metric_name is not None:
+                self._trackers[name]["metric"] = task.make_metric(name)
             if self._plan.traffic[name]:
                 self._trackers[name]["comm"] = keras.metrics.Mean(name=f"{name}_comm")
         # A flat list attribute: Keras tracks these as the model's metrics.
@@ -149,6 +154,11 @@ class SplitModel(keras.Model):
         self._time_trackers = {}
 
     # -- structure ------------------------------------------------------------
+    @property
+    def task(self) -> Task:
+        """What the output is and how every switch learns it (see ``Task``)."""
+        return self._task
+
     @property
     def switches(self) -> SwitchSet:
         return self._switch_set
@@ -194,19 +204,23 @@ class SplitModel(keras.Model):
         )
 
     # -- traffic --------------------------------------------------------------
-    def _traffic_ratio(self, name, training=False, expected=False):
+    def _traffic_ratio(self, name, training=False, expected=False, count=False):
+        """Sent / dense bytes of switch ``name``; ``count`` weighs every remote
+        gate alike (a gate count, not bytes)."""
         terms = self._plan.traffic[name]
-        dense = sum(t.dense for t in terms)
+        dense = sum(float(t.remote.sum()) if count else t.dense for t in terms)
         sent = 0.0
         for t in terms:
             gate = t.layer._gate_matrix(t.index, training, expected)  # (Cin, D)
-            sent = sent + t.positions * ops.sum(ops.multiply(ops.cast(t.remote, "float32"), ops.cast(gate, "float32")))
+            weight = 1.0 if count else t.positions
+            sent = sent + weight * ops.sum(ops.multiply(ops.cast(t.remote, "float32"), ops.cast(gate, "float32")))
         return sent / dense
 
-    def _select_gates(self, name, budget):
+    def _select_gates(self, name, budget, scores=None):
         """The budget-exact cut of switch ``name``: its gate threshold.
 
-        Free learned gates are taken in order of falling logit while their
+        Free learned gates are taken in order of falling logit (or of
+        ``scores``: one (Cin, D) tensor per learned term) while their
         bytes fit in ``budget * dense - fixed`` (fixed: gates pinned open and
         open gates of non-learned layers); the threshold is the last logit
         taken, so ``logit >= threshold`` opens exactly those gates (a tie that
@@ -217,12 +231,14 @@ class SplitModel(keras.Model):
         terms = self._plan.traffic[name]
         dense = sum(t.dense for t in terms)
         fixed = 0.0
+        given = None if scores is None else iter(scores)
         scores, costs = [], []
         for t in terms:
             if not t.layer.has_learned_gates(t.index):
                 fixed += t.positions * float((t.remote * t.layer.gate_values(t.index)).sum())
                 continue
-            logits = ops.reshape(t.layer._gate_logits[t.index] * t.layer.gates.logit_scale, (-1,))  # (Cin*D,)
+            score = t.layer._gate_logits[t.index] * t.layer.gates.logit_scale if given is None else next(given)
+            logits = ops.reshape(score, (-1,))  # (Cin*D,)
             pins = ops.reshape(t.layer._gate_pins[t.index], (-1,))
             remote = ops.cast(np.reshape(t.remote, (-1,)), "float32")
             free = ops.logical_and(ops.greater(remote, 0.0), ops.less(pins, 0.0))
@@ -304,6 +320,7 @@ class SplitModel(keras.Model):
         budget_schedule: Optional[BudgetSchedule] = None,
         distillation_weight: float = 1.0,
         comm_weight: float = 4.0,
+        gate_ranking: Optional[GateRanking] = None,
         metrics=None,
         **kwargs,
     ):
@@ -312,7 +329,8 @@ class SplitModel(keras.Model):
         Args:
             optimizer: as ``keras.Model.compile``.
             loss: per-switch task loss on the labels, a ``keras.losses.Loss``
-                (default: sparse categorical cross-entropy from logits).
+                (default: the task's, e.g. sparse categorical cross-entropy
+                from logits for classification).
             budget: target traffic ratio in (0, 1] for every switch with learned
                 gates, or a ``Link`` (a time per device on a link, latency
                 of every exchange point included), or ``{switch: ratio or
@@ -321,20 +339,24 @@ class SplitModel(keras.Model):
                 step 1000). A Link budget anneals each device's time from
                 its dense tensor-parallel time to its target.
             distillation_weight: weight of the students' distillation loss
-                (soft cross-entropy to the teacher's detached predictions).
+                (the task's: soft cross-entropy to the teacher's detached
+                predictions for logits, squared error for regression heads).
             comm_weight: weight of the penalty ``relu(expected - budget)`` on
                 the expected traffic ratio (each remote gate weighted by the
                 sigmoid of its logit). For a Link: on each device's expected
                 time over its budget, in units of its dense time, averaged
                 over devices (see ``link_budget.py``).
+            gate_ranking: what the byte-budget cut ranks gates by and when it
+                may change them (``GateRanking``; default: the logits, cut
+                at every step). Link budgets always rank by logits.
         """
         if metrics:
             raise ValueError(
-                "SplitModel logs per-switch loss, accuracy and traffic itself; "
+                "SplitModel logs per-switch loss, the task's metric and traffic itself; "
                 f"metrics= is not supported, received {metrics!r}."
             )
         if loss is None:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            loss = self._task.loss
         elif isinstance(loss, str):
             loss = keras.losses.get(loss)
         if not isinstance(loss, keras.losses.Loss):
@@ -355,6 +377,7 @@ class SplitModel(keras.Model):
         self._budget_schedule = budget_schedule
         self._distillation_weight = float(distillation_weight)
         self._comm_weight = float(comm_weight)
+        self._gate_ranking = GateRanking.coerce(gate_ranking)
         # A Link budget logs milliseconds: the slowest device's annealed budget
         # and modelled time (its byte ratio is still the _comm metric).
         self._budget_trackers = {
@@ -373,6 +396,7 @@ class SplitModel(keras.Model):
             "budget_schedule": budget_schedule.get_config(),
             "distillation_weight": self._distillation_weight,
             "comm_weight": self._comm_weight,
+            "gate_ranking": self._gate_ranking.get_config(),
         }
         super().compile(optimizer=optimizer, loss=None, **kwargs)
 
@@ -451,20 +475,83 @@ class SplitModel(keras.Model):
         return super().train_step(*args, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
-        self._apply_budget_cut()
+        self._apply_budget_cut(training=bool(training))
         return super().call(inputs, training=training, mask=mask)
 
-    def _apply_budget_cut(self):
+    def _apply_budget_cut(self, training=False):
         # Budgeted switches open the top gates that fit the current annealed
         # budget: set their thresholds from the logits as they are now (after
-        # the last optimizer step).
+        # the last optimizer step); another GateRanking holds its decision
+        # between cuts (_held_cut).
         if self._budgets and getattr(self, "_budget_schedule", None) is not None:
+            ranking = getattr(self, "_gate_ranking", GateRanking())
             for name, target in self._budgets.items():
                 if isinstance(target, Link):
                     self._apply_link_cut(name, target)
                     continue
                 budget = self._budget_schedule(self.budget_step, target)
-                self._set_threshold(name, self._select_gates(name, budget))
+                if ranking.holds_state:
+                    self._held_cut(name, budget, ranking, training)
+                else:
+                    self._set_threshold(name, self._select_gates(name, budget))
+
+    def _ranking_scores(self, terms, ranking):
+        """(Cin, D) score of every gate of each learned term, as ``ranking`` ranks them."""
+        if ranking.score == "logits":
+            return [t.layer._gate_logits[t.index] * t.layer.gates.logit_scale for t in terms]
+        if ranking.score == "ema":
+            return [ops.convert_to_tensor(t.layer._gate_emas[t.index]) for t in terms]
+        scores = []
+        for t in terms:
+            norms = t.layer.gate_weight_norms(t.index)  # (Cin, D)
+            remote = ops.cast(t.remote, "float32")
+            # Relative to the layer's mean remote norm: layers differ in fan-in.
+            mean = ops.sum(norms * remote) / max(float(t.remote.sum()), 1.0)
+            scores.append(ops.stop_gradient(norms / ops.maximum(mean, 1e-12)))
+        return scores
+
+    def _held_cut(self, name, budget, ranking, training):
+        """The cut of a GateRanking that holds its decision (gate states)."""
+        terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
+        if not terms:
+            return
+        if ranking.score == "ema" and training:
+            for t in terms:
+                logits = t.layer._gate_logits[t.index] * t.layer.gates.logit_scale
+                ema = t.layer._gate_emas[t.index]
+                ema.assign(ranking.ema_decay * ops.convert_to_tensor(ema)
+                           + (1.0 - ranking.ema_decay) * ops.stop_gradient(logits))
+        scores = self._ranking_scores(terms, ranking)
+        ranked, opened = [], []
+        for t, score in zip(terms, scores):
+            state = ops.convert_to_tensor(t.layer._gate_states[t.index])  # (Cin, D): -1 not cut yet, 0/1 held
+            logits = t.layer._gate_logits[t.index] * t.layer.gates.logit_scale
+            threshold = ops.convert_to_tensor(t.layer._gate_thresholds[t.index])
+            open_now = ops.where(ops.less(state, 0.0), ops.cast(ops.greater_equal(logits, threshold), "float32"),
+                                 state)
+            score = ops.cast(score, "float32")
+            if ranking.score == "weight_norm":
+                # Prune-only: a shut gate's entries stopped training; it stays shut.
+                score = ops.where(ops.equal(state, 0.0), -np.inf, score)
+            ranked.append(score + ranking.hysteresis * open_now)
+            opened.append(state)
+        cut = self._select_gates(name, budget, ranked)
+        step = ops.convert_to_tensor(self.budget_step)
+        due = ops.equal(ops.mod(step, ranking.recut_every), 0)
+        if ranking.freeze_after_anneal:
+            due = ops.logical_and(due, ops.less(step, self._budget_schedule.end_step))
+        for t, score, state in zip(terms, ranked, opened):
+            # The first call cuts whatever the schedule says (no decision yet);
+            # inference never changes a decision.
+            now = ops.logical_or(ops.logical_and(due, training), ops.less(ops.min(state), 0.0))
+            # (Cin, D): 1 for the remote gates the cut opens (local entries are
+            # always received and carry no decision).
+            decision = ops.cast(ops.greater_equal(score, cut), "float32") * ops.cast(t.remote, "float32")
+            t.layer._gate_states[t.index].assign(ops.where(now, decision, state))
+            if ranking.learns_logits:
+                # The relaxation's centre (its gradient is largest for gates near the cut).
+                t.layer._gate_thresholds[t.index].assign(
+                    ops.where(now, ops.cast(cut, "float32"), ops.convert_to_tensor(t.layer._gate_thresholds[t.index])))
 
     def _apply_link_cut(self, name, link):
         # One threshold per layer (the layers hold one per switch): the price
@@ -491,11 +578,9 @@ class SplitModel(keras.Model):
             return float(np.max(ops.convert_to_numpy(seconds))) * 1e3
         return float(ops.convert_to_numpy(self._budget_schedule(step, target)))
 
-    def _distillation(self, teacher_logits, student_logits, sample_weight):
-        # Soft cross-entropy: -sum softmax(teacher) * log_softmax(student), (B,).
-        target = ops.softmax(ops.stop_gradient(ops.cast(teacher_logits, "float32")), axis=-1)
-        log_p = ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1)
-        return _weighted_mean(-ops.sum(target * log_p, axis=-1), sample_weight)
+    def _distillation(self, teacher, student, sample_weight):
+        per_example = self._task.distillation_loss(teacher, student)  # (B,) or None
+        return None if per_example is None else _weighted_mean(per_example, sample_weight)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         names = self._switch_set.names
@@ -507,7 +592,9 @@ class SplitModel(keras.Model):
             self._trackers[name]["loss"].update_state(task)
             total = total + task
             if name != names[0] and self._distillation_weight > 0:
-                total = total + self._distillation_weight * self._distillation(teacher, logits, sample_weight)
+                distill = self._distillation(teacher, logits, sample_weight)
+                if distill is not None:
+                    total = total + self._distillation_weight * distill
         step = self.budget_step
         for name in names:
             if not self._plan.traffic[name]:
@@ -522,8 +609,10 @@ class SplitModel(keras.Model):
                 # The penalty pulls the expected traffic (sigmoid of the
                 # logits, weighted by bytes) to the budget: it ranks costly
                 # gates lower. The gates in use meet the budget exactly (call).
-                expected = self._traffic_ratio(name, expected=True)
-                total = total + self._comm_weight * ops.relu(expected - budget)
+                ranking = self._gate_ranking
+                if ranking.learns_logits:
+                    expected = self._traffic_ratio(name, expected=True, count=ranking.penalty == "count")
+                    total = total + self._comm_weight * ops.relu(expected - budget)
         for extra in self.losses:  # regularizers
             total = total + ops.cast(ops.sum(extra), "float32")
         if training:
@@ -545,7 +634,8 @@ class SplitModel(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         for name in self._switch_set.names:
-            self._trackers[name]["accuracy"].update_state(y, y_pred[name], sample_weight)
+            if "metric" in self._trackers[name]:
+                self._trackers[name]["metric"].update_state(y, y_pred[name], sample_weight)
         return self.get_metrics_result()
 
     # -- after training -------------------------------------------------------
@@ -558,7 +648,9 @@ class SplitModel(keras.Model):
         are kept open while their bytes fit in the budget (the same cut the
         training steps use, so after a run that reached its budget nothing
         changes; the ratio lands within one channel per layer below the
-        budget). For a Link budget, the gates are chosen per exchange point
+        budget). With a ``GateRanking`` that holds its decision, the set the
+        last training cut chose is pinned (or, given a new ``budget``, the
+        top of that ranking's scores). For a Link budget, the gates are chosen per exchange point
         (layer, receiving device) so that each device's modelled time fits
         its target, preferring few full exchange points to many thin ones
         (the price cut of ``link_budget.py``, then the time left spent on
@@ -588,8 +680,18 @@ class SplitModel(keras.Model):
                 for t, gate in zip(terms, chosen):
                     t.layer.pin_gates(t.index, np.where(t.remote > 0, gate, -1.0))  # (Cin, D)
             elif name in budgets:
-                threshold = ops.convert_to_numpy(self._select_gates(name, budgets[name]))
-                self._set_threshold(name, threshold)
+                ranking = getattr(self, "_gate_ranking", GateRanking())
+                if not ranking.holds_state:
+                    threshold = ops.convert_to_numpy(self._select_gates(name, budgets[name]))
+                    self._set_threshold(name, threshold)
+                elif budget is not None or any(float(ops.min(t.layer._gate_states[t.index])) < 0 for t in terms):
+                    # A new budget (or no decision yet): cut by the ranking's scores.
+                    scores = self._ranking_scores(terms, ranking)
+                    cut = self._select_gates(name, budgets[name], scores)
+                    for t, score in zip(terms, scores):
+                        decision = ops.cast(ops.greater_equal(score, cut), "float32") * ops.cast(t.remote, "float32")
+                        t.layer._gate_states[t.index].assign(decision)
+                # else: the decision the training steps held is what gets pinned.
             for t in terms:
                 # (Cin, D): remote gates pinned to their current value; the
                 # rest (local, inactive) left free, as pin_gates ignores them.
@@ -666,6 +768,7 @@ class SplitModel(keras.Model):
             graph = keras.Model(self.inputs[0], self._plan.outputs, name=self.name)
             config["switches"] = self._switch_set.get_config()
             config["graph"] = graph.get_config()
+            config["task"] = self._task.get_config()
         return config
 
     @classmethod
