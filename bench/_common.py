@@ -87,21 +87,27 @@ def batches(x, y, batch_size, augment, seed):
     return Batches()
 
 
-def paired_init(model, reference):
-    """Copies ``reference``'s kernels (and biases) into ``model``, layer by
-    layer name: every variant of a paired comparison starts from the same
-    weights, whatever its switch or gate mode drew from the seed. Gate
-    logits, pins and batch-norm statistics are left alone. Returns the
-    number of weights copied; raises if a layer has no twin of the same shape."""
-    bank = {w.path: w for w in reference.weights}  # "stage1_block1_conv1/kernel": unique per model
+def paired_init(model, reference, leading=False):
+    """Copies ``reference``'s kernels (and biases) into ``model``, weight by
+    weight path (``stage1_block1_1_conv/kernel``): every variant of a paired
+    comparison starts from the same weights, whatever its switch or gate mode
+    drew from the seed. Gate variables and batch-norm parameters are left
+    alone. With ``leading``, a narrower model takes the leading slice of every
+    axis (the first channels: the slimmable sub-network's start). Returns the
+    number of weights copied; raises if a weight has no twin that fits."""
+    bank = {w.path: w for w in reference.weights}
     copied = 0
     for w in model.weights:
         if not w.path.split("/")[-1].startswith(("kernel", "bias", "depthwise_kernel")):
             continue
         twin = bank.get(w.path)
-        if twin is None or tuple(twin.shape) != tuple(w.shape):
-            raise ValueError(f"paired_init: no weight {w.path} of shape {tuple(w.shape)} in the reference model")
-        w.assign(twin.value)
+        shape = tuple(w.shape)
+        fits = twin is not None and (tuple(twin.shape) == shape or leading and len(twin.shape) == len(shape)
+                                     and all(a <= b for a, b in zip(shape, twin.shape)))
+        if not fits:
+            raise ValueError(f"paired_init: no weight {w.path} of shape {shape} in the reference model")
+        value = np.asarray(twin.numpy() if hasattr(twin, "numpy") else twin.value)
+        w.assign(value[tuple(slice(0, n) for n in shape)])  # (..., Cin, Cout) -> leading (..., cin, cout)
         copied += 1
     return copied
 

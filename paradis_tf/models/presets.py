@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from paradis_tf.models.centernet import CenterNet
 from paradis_tf.models.cifar_resnet import CifarResNet
 from paradis_tf.models.mobilenet_v1 import MobileNetV1
 from paradis_tf.models.resnet import ResNet
+from paradis_tf.models.segmentation import SplitSegmenter
+from paradis_tf.models.wdsr import WDSR
 
 __all__ = ["PRESETS", "build_model"]
 
@@ -16,6 +19,12 @@ PRESETS = {
     "resnet34": (ResNet, {"depth": 34}),
     "resnet50": (ResNet, {"depth": 50}),
     "mobilenet_v1": (MobileNetV1, {}),
+    # Dense tasks (issue 15): super-resolution on skimage photos, segmentation
+    # and detection on Fashion-MNIST scenes (paradis_tf.data).
+    "wdsr_x2": (WDSR, {"scale": 2, "num_blocks": 8, "filters": 32}),
+    "wdsr_x3": (WDSR, {"scale": 3, "num_blocks": 8, "filters": 32}),
+    "fcn_scenes": (SplitSegmenter, {"num_classes": 11, "input_shape": (64, 64, 1)}),
+    "centernet_scenes": (CenterNet, {"num_classes": 10, "input_shape": (64, 64, 1)}),
 }
 
 
