@@ -56,13 +56,15 @@ demo: install system-packages
 	$(VENV)/bin/paradis demo
 
 # Benchmarks (long; the accuracy ones resume from bench/.runs). BENCH_PRESET=gpu
-# gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU).
+# gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU; then
+# `bench/tasks.py --preset gpu --cached-only --retime` with TensorFlow for latency).
 BENCH_PRESET ?= cpu
 bench: install
 	$(PY) bench/layers.py
 	$(PY) bench/throughput.py
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)
 	$(PY) bench/switches.py --preset $(BENCH_PRESET)
+	$(PY) bench/tasks.py --preset $(BENCH_PRESET)
 	$(PY) bench/export.py
 	$(PY) bench/onednn.py
 	$(PY) bench/fuzz.py

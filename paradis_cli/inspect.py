@@ -41,6 +41,9 @@ def inspect_text(path, per_stage: bool = True) -> str:
         lines += ["", f"switch {name}: {len(g['devices'])} device(s), {g['precision']}, "
                       f"{t['bytes_per_inference']:,} B on the wire per inference ({replicated}), "
                       f"fusion '{g['fusion']['op']}' on device {g['fusion']['device']}"]
+        out = g["output"]
+        # The kind comes from the model's task (logits, image, segmentation_logits, centernet).
+        lines.append(f"output: {out.get('kind', 'logits')} {tuple(out['shape'])} {out['dtype']}")
         header = (f"{'device':>6} {'width':>6} {'file':>16} {'file size':>12} {'params':>10} {'MFLOPs':>9} "
                   f"{'stages':>6} {'sent B':>10} {'received B':>10}")
         lines += [header, "-" * len(header)]

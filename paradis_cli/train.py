@@ -1,7 +1,11 @@
-"""``paradis train``: every switch of a model in one run.
+"""``paradis train``: every switch of a model in one run, for any task.
 
     paradis train --model resnet20 --dataset fashion-mnist \\
         --switches 1x1.0,2x0.5,4x0.25 --budget 0.2 --epochs 12 --out runs/r20
+    paradis train --model wdsr_x2 --task sr --switches 1x1.0,2x0.5 --out runs/sr
+
+The recipe (``_fit``) is one for every task; what differs per task (data,
+model arguments, test metrics) lives in ``paradis_cli/_tasks.py``.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ HELP = "train every switch of a model in one run"
 def add_arguments(t) -> None:
     from paradis_tf.models.presets import PRESETS
 
+    from paradis_cli._tasks import TASKS
+
     t.add_argument("--model", required=True, choices=sorted(PRESETS))
-    t.add_argument("--dataset", default="fashion-mnist",
-                   help="'fashion-mnist' (Debian package) or 'folder:TRAIN_DIR[,TEST_DIR]' (one sub-folder per "
-                        "class; TEST_DIR is labelled by TRAIN_DIR's classes)")
+    t.add_argument("--task", choices=TASKS, default=None,
+                   help="what the model learns (default: the preset's task); refused if the preset is of "
+                        "another task")
+    t.add_argument("--dataset", default=None,
+                   help="classification: 'fashion-mnist' (Debian package, default) or 'folder:TRAIN_DIR[,TEST_DIR]' "
+                        "(one sub-folder per class; TEST_DIR is labelled by TRAIN_DIR's classes); sr: 'photos' "
+                        "(scikit-image's photos, some held out for the test); segmentation and detection: "
+                        "'fashion-scenes' (Fashion-MNIST items on a canvas)")
     t.add_argument("--switches", default="1x1.0,2x0.5,4x0.25", help="comma-separated switches")
     t.add_argument("--budget", type=traffic_ratio, default=None,
                    help="target traffic ratio of every multi-device switch (learned gates); none: no penalty")
@@ -36,72 +47,49 @@ def add_arguments(t) -> None:
     t.add_argument("--link-latency-ms", type=non_negative_float, default=None,
                    help="a link budget: the one-way latency per exchange (with --link-mbps)")
     t.add_argument("--gates", choices=("learned", "open", "shut"), default="learned")
-    t.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier")
+    t.add_argument("--width", type=positive_float, default=1.0,
+                   help="channel width multiplier (sr: of WDSR's body channels)")
     t.add_argument("--epochs", type=positive_int, default=10)
     t.add_argument("--anneal-epochs", type=positive_int, default=None,
                    help="epochs over which budgets anneal from 1.0 (default: half the epochs)")
     t.add_argument("--finetune-epochs", type=non_negative_int, default=1,
                    help="epochs of fine-tuning with gates made binary and frozen")
-    t.add_argument("--batch-size", type=positive_int, default=128)
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help="default: 128 (classification), 16 (sr), 32 (segmentation, detection)")
     t.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     t.add_argument("--distillation-weight", type=non_negative_float, default=1.0)
     t.add_argument("--comm-weight", type=non_negative_float, default=4.0)
     t.add_argument("--limit", type=positive_int, default=None,
-                   help="use only N training images (fashion-mnist: the first N; folders: a random subset "
-                        "drawn with --seed)")
+                   help="training examples: fashion-mnist the first N (default all), folders a random subset drawn "
+                        "with --seed (default all); sr N patches (default 1000); scenes N scenes (default 2000)")
     t.add_argument("--test-limit", type=positive_int, default=None,
-                   help="use only N test images (fashion-mnist: the first N; folders: a random subset)")
-    t.add_argument("--image-size", type=positive_int, default=32, help="folder datasets: images are resized to this")
+                   help="test examples: fashion-mnist the first N, folders a random subset (default all); sr N "
+                        "validation patches of the held-out photos (default 64; the test metrics use the whole "
+                        "photos); scenes N test scenes (default 500)")
+    t.add_argument("--image-size", type=positive_int, default=None,
+                   help="folder datasets: images are resized to this (default 32); sr: the side of a "
+                        "high-resolution patch, a multiple of the scale (default the preset's); scenes: the "
+                        "canvas side, a multiple of 8 (default the preset's, 64)")
     t.add_argument("--recalibrate-batches", type=positive_int, default=50,
                    help="batches per switch when batch norm is recalibrated (before each validation, after training)")
-    t.add_argument("--augment", action="store_true", help="random flips and translations")
+    t.add_argument("--augment", action="store_true",
+                   help="classification: random flips and translations; sr: random flips and 90-degree rotations")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output folder (model, checkpoints, logs, summary.json)")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
 
 
-def _datasets(args):
-    """(train, test, input_shape, class names); the test split is labelled by
-    the training split's classes."""
-    from paradis_tf.data import CLASS_NAMES, fashion_mnist, image_folder
-
-    if args.dataset == "fashion-mnist":
-        train = fashion_mnist("train", args.batch_size, augment=args.augment, limit=args.limit, seed=args.seed)
-        test = fashion_mnist("test", args.batch_size, limit=args.test_limit)
-        return train, test, (28, 28, 1), CLASS_NAMES
-    if args.dataset.startswith("folder:"):
-        paths = args.dataset[len("folder:"):].split(",")
-        if len(paths) > 2 or not all(paths):
-            raise UsageError(f"--dataset must be 'folder:TRAIN_DIR' or 'folder:TRAIN_DIR,TEST_DIR', "
-                             f"received {args.dataset!r}.")
-        for p in paths:
-            if not os.path.isdir(p):
-                raise UsageError(f"--dataset {args.dataset!r}: {p!r} is not a folder.")
-        size = (args.image_size, args.image_size)
-        train, classes = image_folder(paths[0], size, batch_size=args.batch_size, augment=args.augment,
-                                      seed=args.seed, return_class_names=True, limit=args.limit)
-        if len(classes) < 2:
-            raise ValueError(
-                f"--dataset: training folder {paths[0]!r} has only one class sub-folder with images "
-                f"({classes[0]!r}); a classifier needs at least two: put each class's images in its own "
-                "sub-folder (TRAIN_DIR/cat/1.png, TRAIN_DIR/dog/2.png, ...).")
-        test = image_folder(paths[-1], size, batch_size=args.batch_size, shuffle=False, limit=args.test_limit,
-                            class_names=classes)
-        if len(paths) == 1:
-            print("warning: no TEST_DIR given; accuracy is measured on the training folder", file=sys.stderr)
-        return train, test, size + (3,), classes
-    raise UsageError(f"--dataset must be 'fashion-mnist' or 'folder:TRAIN_DIR[,TEST_DIR]', "
-                     f"received {args.dataset!r}.")
-
-
-def _table(rows) -> str:
-    header = (f"{'switch':<14} {'top1':>7} {'traffic':>8} {'max params/dev':>15} {'params ratio':>13} "
-              f"{'max MFLOPs/dev':>15} {'FLOPs ratio':>12}")
+def _table(rows, metrics) -> str:
+    """Per switch: the task's metrics, traffic, and the busiest device's params and FLOPs."""
+    cells = [(header, max(7, len(header))) for _, header, _ in metrics]
+    header = (f"{'switch':<14} " + " ".join(f"{h:>{w}}" for h, w in cells) + f" {'traffic':>8} "
+              f"{'max params/dev':>15} {'params ratio':>13} {'max MFLOPs/dev':>15} {'FLOPs ratio':>12}")
     lines = [header, "-" * len(header)]
     for r in rows:
         traffic = "-" if r["comm_ratio"] is None else f"{r['comm_ratio']:.3f}"
+        values = " ".join(f"{fmt(r[key]):>{w}}" for (key, _, fmt), (_, w) in zip(metrics, cells))
         lines.append(
-            f"{r['switch']:<14} {100 * r['top1']:>6.2f}% {traffic:>8} {r['params_per_device']:>15,} "
+            f"{r['switch']:<14} {values} {traffic:>8} {r['params_per_device']:>15,} "
             f"{r['params_per_device_ratio']:>13.3f} {r['flops_per_device'] / 1e6:>15.2f} "
             f"{r['flops_per_device_ratio']:>12.3f}"
         )
@@ -109,6 +97,19 @@ def _table(rows) -> str:
                  "and variance per channel); an export folds batch norm into the convolutions, so "
                  "'paradis inspect' counts fewer")
     return "\n".join(lines)
+
+
+def _task(args):
+    """The task of the run: --task, checked against the preset's, with --dataset resolved for it."""
+    from paradis_cli._tasks import get_task, preset, presets_of
+
+    own = preset(args.model).task
+    if args.task is not None and args.task != own:
+        raise UsageError(f"--task {args.task} does not fit --model {args.model}, whose task is {own}: leave --task out "
+                         f"or pick a {args.task} model: {', '.join(presets_of(args.task)) or '(none yet)'}.")
+    task = get_task(own)
+    args.dataset = task.dataset(args.dataset)
+    return task
 
 
 def run(args) -> dict:
@@ -124,9 +125,10 @@ def run(args) -> dict:
     if args.link_mbps is not None and args.budget is not None:
         raise UsageError(f"--budget {args.budget} and a link budget (--link-mbps/--link-latency-ms) exclude each "
                          "other: give one.")
+    task = _task(args)
     created = not os.path.exists(args.out)
     try:
-        return _train(args, switches)
+        return _train(args, switches, task)
     except BaseException:
         # Leave nothing behind unless there is something to resume from.
         backup = os.path.join(args.out, "backup")
@@ -135,19 +137,15 @@ def run(args) -> dict:
         raise
 
 
-def _train(args, switches) -> dict:
+def _fit(model, data, args):
+    """The recipe, the same for every task: every switch trained at once under
+    the annealed budget, gates made binary and frozen, a fine-tune, batch norm
+    recalibrated per switch (a no-op for models without it); returns the budget used."""
     import keras
 
-    from paradis_tf.accounting import device_summary
-    from paradis_tf.models import build_model
     from paradis_tf.training import BudgetSchedule, RecalibratedValidation
 
-    keras.utils.set_random_seed(args.seed)
-    with printed_warnings():
-        train_ds, test_ds, input_shape, classes = _datasets(args)
-    steps_per_epoch = int(train_ds.cardinality())
-    model = build_model(args.model, width=args.width, num_classes=len(classes), input_shape=input_shape,
-                        switches=switches, gates=args.gates)
+    steps_per_epoch = int(data.train.cardinality())
     asked = args.budget
     if args.link_mbps is not None:
         from paradis_tf.training import Link
@@ -170,25 +168,49 @@ def _train(args, switches) -> dict:
         keras.callbacks.ModelCheckpoint(os.path.join(args.out, "checkpoint.keras")),
         keras.callbacks.TensorBoard(os.path.join(args.out, "logs")),
         # val_ metrics as the model would score if training stopped here:
-        # batch norm recalibrated for the gates in use, then restored.
-        RecalibratedValidation(train_ds, num_batches=args.recalibrate_batches),
+        # batch norm recalibrated for the gates in use, then restored. Task
+        # agnostic (it only runs the switches forward on training inputs).
+        RecalibratedValidation(data.train, num_batches=args.recalibrate_batches),
     ]
-    print(f"training {model.name} ({model.count_params():,} weights) on {args.dataset}: switches "
-          f"{','.join(switches.names)}, gates {args.gates}, budget {budget}, {args.epochs} epochs of "
-          f"{steps_per_epoch} steps")
-    model.fit(train_ds, epochs=args.epochs, validation_data=test_ds, callbacks=callbacks,
+    print(f"training {model.name} ({model.count_params():,} weights, task {model.task.name}) on "
+          f"{data.description}: switches {','.join(model.switches.names)}, gates {args.gates}, budget {budget}, "
+          f"{args.epochs} epochs of {steps_per_epoch} steps")
+    model.fit(data.train, epochs=args.epochs, validation_data=data.validation, callbacks=callbacks,
               verbose=args.verbose, shuffle=False)
     if model.learned_switches():
         ratios = model.finalize_gates()
         print("gates made binary and frozen: traffic " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
         if args.finetune_epochs:
-            model.fit(train_ds, epochs=args.finetune_epochs, verbose=args.verbose, shuffle=False, callbacks=[
+            model.fit(data.train, epochs=args.finetune_epochs, verbose=args.verbose, shuffle=False, callbacks=[
                 keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup", "finetune"))])
-    model.recalibrate_batch_norm(train_ds, num_batches=args.recalibrate_batches, verbose=0)
+    model.recalibrate_batch_norm(data.train, num_batches=args.recalibrate_batches, verbose=0)
+    return budget
+
+
+def _train(args, switches, task) -> dict:
+    import keras
+
+    from paradis_tf.accounting import device_summary
+    from paradis_tf.models import build_model
+
+    from paradis_cli._tasks import preset
+
+    info = preset(args.model)
+    keras.utils.set_random_seed(args.seed)
+    with printed_warnings():
+        data = task.prepare(args, info)
+    try:
+        model = build_model(args.model, switches=switches, gates=args.gates, **data.model_kwargs)
+    except ValueError as e:
+        given = ", ".join(f"{k}={v!r}" for k, v in data.model_kwargs.items())
+        raise UsageError(f"--model {args.model} cannot be built for these flags (--switches {args.switches}, "
+                         f"--width, --image-size; {given}): {e}") from None
+    budget = _fit(model, data, args)
     model.save(os.path.join(args.out, "model.keras"))
 
-    results = model.evaluate(test_ds, verbose=0, return_dict=True)
-    summary = device_summary(model, input_shape, print_fn=None)
+    with printed_warnings():
+        scores, extra = task.evaluate(model, data, args)
+    summary = device_summary(model, data.input_shape, print_fn=None)
     rows = []
     for name in switches.names:
         devices = summary["switches"][name]["devices"]
@@ -196,18 +218,24 @@ def _train(args, switches) -> dict:
         worst_f = max(devices, key=lambda d: d["flops"])
         rows.append({
             "switch": name,
-            "top1": float(results[f"{name}_accuracy"]),
+            **scores[name],
             "comm_ratio": summary["switches"][name]["comm_ratio"],
             "params_per_device": worst_p["params"],
             "params_per_device_ratio": worst_p["params_ratio"],
             "flops_per_device": worst_f["flops"],
             "flops_per_device_ratio": worst_f["flops_ratio"],
         })
-    print(_table(rows))
-    report = {"model": model.name, "dataset": args.dataset, "classes": list(classes),
+    print(_table(rows, task.metrics))
+    bicubic = extra.get("evaluation", {}).get("bicubic")
+    if bicubic is not None:
+        ev = extra["evaluation"]
+        print(f"{task.metrics[0][1]} and SSIM: Y channel, {ev['shave']} border pixels shaved, mean over the "
+              f"held-out photos {', '.join(ev['photos'])}; bicubic upscaling scores PSNR {bicubic['psnr']:.2f} dB, "
+              f"SSIM {bicubic['ssim']:.4f}")
+    report = {"model": model.name, "task": task.name, "dataset": args.dataset, "classes": data.classes,
               "switches": list(switches.names),
-              "budget": budget.get_config() if hasattr(budget, "get_config") else budget, "epochs": args.epochs, "results": rows,
-              "devices": summary}
+              "budget": budget.get_config() if hasattr(budget, "get_config") else budget, "epochs": args.epochs,
+              "results": rows, **extra, "devices": summary}
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {os.path.join(args.out, 'model.keras')} and summary.json")

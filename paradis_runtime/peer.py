@@ -120,6 +120,11 @@ class Peer:
         self._by_sha = {p.sha256: p for p in programs}
         self._tables = {p.sha256: _Requests() for p in programs}
         self._conns: dict = {}  # (sha256, peer device) -> ready Connection
+        # Keys whose ready connection closed and has not come back. A send to
+        # one fails at once instead of waiting peer_deadline for a connection:
+        # the wait runs on the compute thread, so waiting there would hold
+        # every other request (of every switch) behind a device known gone.
+        self._lost: set = set()
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._work: queue.SimpleQueue = queue.SimpleQueue()
@@ -282,6 +287,7 @@ class Peer:
         with self._cond:
             old = self._conns.get(key)
             self._conns[key] = conn
+            self._lost.discard(key)
             self.dial_errors.pop(key, None)
             if conn.peer == conn.program.input_device and not conn.program.is_input:
                 # A new HELLO from the input device: its request ids start afresh (section 7).
@@ -304,6 +310,7 @@ class Peer:
             current = self._conns.get(key) is conn
             if current:
                 del self._conns[key]
+                self._lost.add(key)
         if not current:
             return
         if self._running:
@@ -323,8 +330,13 @@ class Peer:
             return self._conns.get(key)
 
     def send_to(self, program: DeviceProgram, device: int, frame: bytes, wait: Optional[float] = None) -> bool:
-        """One whole frame to ``device`` on ``program``'s connection."""
-        conn = self._wait_connection(program, device, self.config.peer_deadline if wait is None else wait)
+        """One whole frame to ``device`` on ``program``'s connection; waits
+        up to ``wait`` (default peer_deadline) for one still being made, not
+        for one that was lost."""
+        if wait is None:
+            with self._lock:
+                wait = 0.0 if (program.sha256, device) in self._lost else self.config.peer_deadline
+        conn = self._wait_connection(program, device, wait)
         return conn is not None and conn.send(frame)
 
     # -- frames ----------------------------------------------------------------

@@ -169,17 +169,41 @@ class Switch:
             bounds.append(_round_half_up(channels * cumulative))
         return tuple(bounds)
 
-    def partition(self, channels: int) -> tuple[range, ...]:
+    def partition(self, channels: int, group: int = 1) -> tuple[range, ...]:
         """Each device's contiguous channel range for a layer of ``channels``.
+
+        Args:
+            channels: the layer's full-width channels.
+            group: channels that must stay on one device (the head size of
+                attention): the ``channels // group`` groups are partitioned
+                like channels, then each range is scaled back to channels, so
+                every boundary falls between two groups.
 
         Raises:
             ValueError: when a device would own no channel (the layer is too
-                narrow for this switch).
+                narrow for this switch), or ``channels`` is not a multiple of
+                ``group``.
         """
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(
                 f"channels must be a positive int, received {channels!r}."
             )
+        if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+            raise ValueError(f"group must be a positive int, received {group!r}.")
+        if group > 1:
+            if channels % group:
+                raise ValueError(
+                    f"channels ({channels}) must be a multiple of group ({group}): a group "
+                    "(an attention head) is never cut between devices."
+                )
+            groups = channels // group
+            if any(b1 <= b0 for b0, b1 in zip(self.boundaries(groups), self.boundaries(groups)[1:])):
+                raise ValueError(
+                    f"{groups} groups of {group} channels (e.g. attention heads) cannot be shared by "
+                    f"switch '{self.name}': every device needs at least one whole group, so use at "
+                    f"least {self.min_channels()} groups or fewer devices."
+                )
+            return tuple(range(r.start * group, r.stop * group) for r in self.partition(groups))
         b = self.boundaries(channels)
         ranges = tuple(range(b[k], b[k + 1]) for k in range(self.num_devices))
         for k, r in enumerate(ranges):
@@ -192,8 +216,11 @@ class Switch:
                 )
         return ranges
 
-    def active_channels(self, channels: int) -> int:
-        """How many of ``channels`` are used by this switch."""
+    def active_channels(self, channels: int, group: int = 1) -> int:
+        """How many of ``channels`` are used by this switch (whole groups of
+        ``group`` channels when given, as ``partition``)."""
+        if group > 1:
+            return self.boundaries(channels // group)[-1] * group
         return self.boundaries(channels)[-1]
 
     def min_channels(self) -> int:

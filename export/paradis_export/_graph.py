@@ -28,7 +28,7 @@ from paradis_tf.layers import (
 _ELEMENTWISE = (keras.layers.ReLU, keras.layers.Activation, keras.layers.Add, keras.layers.Dropout,
                 keras.layers.Identity)
 _POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-_ACTIVATIONS = ("relu", "relu6", "linear")
+_ACTIVATIONS = ("relu", "relu6", "gelu", "linear")
 
 
 @dataclass
@@ -38,7 +38,8 @@ class Op:
     kind: ``conv`` (Conv2D or Dense: channel-mixing, may communicate),
     ``partial`` (per-device partial outputs of a Dense/Conv, summed by the
     fusion), ``depthwise``, ``affine`` (an unfolded batch norm), ``act``,
-    ``add``, ``pool``, ``fusion``.
+    ``add``, ``pool``, ``fusion``, and the kinds of ``paradis_export.kinds``
+    (``layernorm``, ``attention``), one file each.
     """
 
     kind: str
@@ -57,13 +58,19 @@ class LogicalGraph:
     shapes: dict  # tensor name -> shape (batch 1)
     ops: list
     replicated: set  # tensors present in full on every device (the image)
+    # Tensors partitioned by whole groups of channels (attention heads):
+    # tensor -> group size (Switch.partition(C, group=...)).
+    groups: dict = field(default_factory=dict)
+    # Tensors whose channels keep their natural order on every device (an
+    # attention head's channels must stay together and in order).
+    fixed_order: set = field(default_factory=set)
 
     def consumers(self, tensor: str) -> list:
         return [op for op in self.ops if tensor in op.inputs]
 
 
 def _activation_name(layer) -> Optional[str]:
-    """'relu'/'relu6'/'linear' for the activations the exporter knows, else None."""
+    """'relu'/'relu6'/'gelu'/'linear' for the activations the exporter knows, else None."""
     if isinstance(layer, keras.layers.ReLU):
         if layer.negative_slope == 0 and layer.threshold == 0:
             if layer.max_value is None:
@@ -79,7 +86,8 @@ def _activation_name(layer) -> Optional[str]:
 def _unsupported(layer, why: str) -> ValueError:
     return ValueError(
         f"Cannot export layer '{layer.name}' ({type(layer).__name__}): {why}. The exporter supports "
-        "paradis_tf split layers, SwitchableBatchNormalization, ReLU/ReLU6, Add, pooling and Dropout."
+        "paradis_tf split layers (attention and layer norm included), SwitchableBatchNormalization, "
+        "ReLU/ReLU6/GELU, Add, pooling and Dropout."
     )
 
 
@@ -118,8 +126,16 @@ def trace(model: keras.Model, switch) -> LogicalGraph:
     out = keras.tree.flatten(_walk_graph(plain, shape[1:], visit))[0]
     input_name = "t0"
     graph = LogicalGraph(sw, input_name, shape, names[id(out)], shapes, [], {input_name})
+    from paradis_export import kinds  # after this module: the kinds import Op from here
+
     for layer, call_switch, ins, output in raw:
-        graph.ops.append(_logical_op(layer, call_switch, sw, ins, output, graph))
+        kind = kinds.for_layer(layer)
+        if kind is None:
+            graph.ops.append(_logical_op(layer, call_switch, sw, ins, output, graph))
+            continue
+        if layer.switches[call_switch] != sw:
+            raise _unsupported(layer, f"called with switch {call_switch!r} inside switch '{sw}'")
+        graph.ops.extend(kind.trace(layer, sw, ins, output, graph))
     _fold_batch_norm(graph)
     return graph
 

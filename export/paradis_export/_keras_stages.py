@@ -7,6 +7,7 @@ import numpy as np
 import keras
 from keras import ops
 
+from paradis_export import kinds
 from paradis_export.partitioner import DeviceOp, Partition, Stage
 
 
@@ -37,7 +38,7 @@ class _Affine(keras.layers.Layer):
 
 
 def _activation(name):
-    return {None: None, "relu": "relu", "relu6": "relu6"}[name]
+    return {None: None, "relu": "relu", "relu6": "relu6", "gelu": "gelu"}[name]
 
 
 def _layer(op: DeviceOp, in_shape: tuple):
@@ -59,7 +60,11 @@ def _layer(op: DeviceOp, in_shape: tuple):
     elif op.kind == "act":
         if p["activation"] is None:
             return None
+        if p["activation"] == "gelu":
+            return keras.layers.Activation("gelu", name=op.name)
         return keras.layers.ReLU(max_value=6.0 if p["activation"] == "relu6" else None, name=op.name)
+    elif kinds.for_device_kind(op.kind) is not None:
+        return kinds.for_device_kind(op.kind).stage_layer(op)
     elif op.kind == "add":
         return keras.layers.Add(name=op.name)
     elif op.kind == "concat":
@@ -93,7 +98,7 @@ def stage_model(stage: Stage, shapes: dict, batch_size=1) -> keras.Model:
         if layer is None:
             env[op.output] = args[0]
         else:
-            env[op.output] = layer(args if op.kind in ("add", "concat") else args[0])
+            env[op.output] = layer(args if len(args) > 1 else args[0])  # add, concat, kinds' multi-input ops
     return keras.Model(inputs, {name: env[name] for name in stage.outputs}, name=stage.name)
 
 

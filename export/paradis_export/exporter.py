@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from paradis_export import _flatbuffer
+from paradis_export import _flatbuffer, kinds
 from paradis_export._keras_stages import run_keras, stage_models
 from paradis_runtime.fusion_graph import DEFAULT_PREPROCESSING, SCHEMA_VERSION, input_problem, sha256_file, write_graph
 from paradis_export.partitioner import Partition, partition
@@ -102,6 +102,18 @@ def export_switch(
     # int8: one convolution per received piece, so each keeps its sender's scale.
     part = partition(model, switch, receive="sum" if int8 else "concat")
     sw = part.switch
+    if int8:
+        float_only = [op for op in part.graph.ops if kinds.get(op.kind) is not None and not kinds.get(op.kind).int8]
+        if float_only:
+            # Layer norm: the converter folds an input's scale into constants
+            # after its subtraction, so stage inputs cannot take their
+            # producer's int8 parameters (_unify_quantization).
+            names = ", ".join(op.name for op in float_only[:3]) + (", ..." if len(float_only) > 3 else "")
+            raise ValueError(
+                f"int8=True: switch {sw.name} has layers of kinds "
+                f"{sorted({op.kind for op in float_only})} ({names}) that export in float32 only so far; "
+                "export with int8=False."
+            )
     say(f"[{sw.name}] partitioned: {sw.num_devices} device(s), "
         f"{[len(p.stages) for p in part.devices]} stages, {len(part.sends)} sends")
     # Any batch: calibration runs in batches; the export traces them at batch 1.
@@ -202,6 +214,10 @@ def _graph_doc(model, part: Partition, directory: Path, flat: list, quant: dict,
     pre = {**DEFAULT_PREPROCESSING, "color": "grayscale" if channels == 1 else "rgb"}
     pre.update(preprocessing or {})
     out = part.fusion["output"]
+    # What the fused output is: the model's task says it (Task.output_kind);
+    # a model without one is a classifier.
+    task = getattr(model, "task", None)
+    kind = getattr(task, "output_kind", None) or "logits"
     return {
         "schema": "paradis-fusion-graph",
         "version": SCHEMA_VERSION,
@@ -211,7 +227,7 @@ def _graph_doc(model, part: Partition, directory: Path, flat: list, quant: dict,
         "precision": dtype,
         "input": {"tensor": part.input_name, "shape": [int(s) for s in part.graph.input_shape], "dtype": "float32",
                   "device": 0, "preprocessing": pre},
-        "output": {"tensor": out, "shape": [int(s) for s in part.shapes[out]], "dtype": "float32", "kind": "logits"},
+        "output": {"tensor": out, "shape": [int(s) for s in part.shapes[out]], "dtype": "float32", "kind": kind},
         "fusion": dict(part.fusion),
         "devices": devices,
         "tensors": {**tensors, out: {"id": len(tensors), "shape": [int(s) for s in part.shapes[out]],

@@ -38,7 +38,8 @@ __all__ = ["partition", "Partition", "DeviceProgram", "Stage", "DeviceOp", "Send
 @dataclass
 class DeviceOp:
     """One op of a device program. kind: conv, dense, depthwise, affine, act,
-    add, pool, concat, slice."""
+    add, pool, concat, slice, or a device kind of ``paradis_export.kinds``
+    (ln_stats, ln_apply, attention)."""
 
     kind: str
     name: str
@@ -49,7 +50,7 @@ class DeviceOp:
 
     @property
     def num_params(self) -> int:
-        return sum(int(np.size(self.params[k])) for k in ("kernel", "bias", "scale", "offset")
+        return sum(int(np.size(self.params[k])) for k in ("kernel", "bias", "scale", "offset", "gamma", "beta")
                    if self.params.get(k) is not None)
 
 
@@ -165,6 +166,8 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
     """
     if receive not in ("concat", "sum"):
         raise ValueError(f"receive must be 'concat' or 'sum', received {receive!r}.")
+    from paradis_export import kinds
+
     graph = trace(model, switch)
     sw = graph.switch
     num_devices = sw.num_devices
@@ -176,10 +179,17 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
         if op.kind in ("depthwise", "affine", "act", "add", "pool"):
             for t in op.inputs:
                 classes.union(t, op.output)
+        elif kinds.get(op.kind) is not None:
+            for a, b in kinds.get(op.kind).links(op):
+                classes.union(a, b)
+    # Partial outputs and their fusion are whole on every device (Cout
+    # each), never partitioned: a 1-channel image output is fine.
+    whole = {op.output for op in ops if op.kind in ("partial", "fusion")}
     ranges = {}
     for t, shape in graph.shapes.items():
-        if t not in graph.replicated:
-            ranges[t] = sw.partition(shape[-1])
+        if t not in graph.replicated and t not in whole:
+            # Attention's head tensors: whole heads per device.
+            ranges[t] = sw.partition(shape[-1], group=graph.groups.get(t, 1))
 
     # -- 2. what each conv needs from each device ------------------------------
     # needs[(op name, j, k)] = channels of the conv's input owned by j that k reads.
@@ -211,7 +221,10 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
             # Heaviest sends first: they become the most contiguous.
             keys = sorted(patterns.get((root, j), []), key=lambda e: (-e[0], e[1], e[2]))
             sets = [set(needs[(name, j, k)]) for _, name, k in keys]
-            perm = sorted(r, key=lambda c: (_gray_rank(tuple(c in s for s in sets)), c))
+            if t in graph.fixed_order:
+                perm = list(r)  # a head's channels stay in order (its attention reads them so)
+            else:
+                perm = sorted(r, key=lambda c: (_gray_rank(tuple(c in s for s in sets)), c))
             order[(root, j)] = {c: p for p, c in enumerate(perm)}
         permutations[t] = [np.array(sorted(order[(root, j)], key=order[(root, j)].get)) for j in range(len(rs))]
 
@@ -240,6 +253,12 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
             pieces_out.setdefault(local(t, j), {})[piece] = (a, b)
             shapes[piece] = graph.shapes[t][:-1] + (b - a,)
             sends.setdefault(piece, Send(piece, local(t, j), j, k, (a, b)))
+    # Sends of the registered kinds (a layer norm's statistics).
+    ctx = kinds.SliceContext(graph, num_devices, ranges, perm, local, shapes, pieces_in, pieces_out, sends, Send,
+                             receive)
+    for op in ops:
+        if kinds.get(op.kind) is not None:
+            kinds.get(op.kind).add_sends(op, ctx)
 
     # -- 5. device ops ---------------------------------------------------------
     fusion = None
@@ -252,7 +271,10 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
                       "inputs": [f"{partials}_d{k}" for k in range(num_devices)], "output": op.output}
             continue
         for k in range(num_devices):
-            for device_op in _device_ops(op, k, graph, perm, local, pieces_in, shapes, receive):
+            kind = kinds.get(op.kind)
+            made = kind.device_ops(op, k, ctx) if kind else _device_ops(op, k, graph, perm, local, pieces_in,
+                                                                         shapes, receive)
+            for device_op in made:
                 device_op.layer = op.name
                 programs_ops[k].append(device_op)
             pieces = {name for name, _ in pieces_in.get((op.name, k), [])}
@@ -409,7 +431,10 @@ def _flops(op: DeviceOp, shapes: dict) -> int:
     if op.kind == "depthwise":
         kh, kw, c, _ = op.params["kernel"].shape
         return 2 * positions * kh * kw * c
-    return 0
+    from paradis_export import kinds
+
+    kind = kinds.for_device_kind(op.kind)
+    return kind.flops(op, shapes) if kind is not None else 0
 
 
 def _cut_stages(device_ops: list, k: int, pieces_out: dict, shapes: dict, fusion: dict) -> list:

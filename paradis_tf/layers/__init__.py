@@ -13,6 +13,8 @@ from paradis_tf.layers.pixel_shuffle import PixelShuffle
 from paradis_tf.layers.split_conv2d import SplitConv2D
 from paradis_tf.layers.split_dense import SplitDense
 from paradis_tf.layers.split_depthwise_conv2d import SplitDepthwiseConv2D
+from paradis_tf.layers.split_layer_normalization import SplitLayerNormalization
+from paradis_tf.layers.split_multi_head_attention import SplitMultiHeadAttention
 from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNormalization
 from paradis_tf.layers.upsampling import Upsample2D
 from paradis_tf.layers.weight_norm_split_conv2d import WeightNormSplitConv2D
@@ -26,6 +28,8 @@ __all__ = [
     "SplitConv2D",
     "SplitDense",
     "SplitDepthwiseConv2D",
+    "SplitLayerNormalization",
+    "SplitMultiHeadAttention",
     "SplitLinearLayer",
     "SwitchableBatchNormalization",
     "SwitchedLayer",

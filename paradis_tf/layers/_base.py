@@ -361,7 +361,7 @@ class SplitLinearLayer(SwitchedLayer):
             else:
                 hard = ops.cast(ops.greater_equal(logits, threshold), soft.dtype)
                 # A held decision of the budget cut overrides the threshold.
-                if index in getattr(self, "_gate_states", {}):
+                if index in self._gate_states:
                     state = ops.cast(self._gate_states[index], soft.dtype)
                     hard = ops.where(ops.less(state, 0.0), hard, state)
                 # Straight-through: binary forward value, sigmoid gradient.

@@ -7,6 +7,7 @@ from paradis_tf.models.cifar_resnet import CifarResNet
 from paradis_tf.models.mobilenet_v1 import MobileNetV1
 from paradis_tf.models.resnet import ResNet
 from paradis_tf.models.segmentation import SplitSegmenter
+from paradis_tf.models.vit import ViT
 from paradis_tf.models.wdsr import WDSR
 
 __all__ = ["PRESETS", "build_model"]
@@ -19,6 +20,8 @@ PRESETS = {
     "resnet34": (ResNet, {"depth": 34}),
     "resnet50": (ResNet, {"depth": 50}),
     "mobilenet_v1": (MobileNetV1, {}),
+    # A small vision transformer: 16 tokens of 7x7 patches on 28x28 images.
+    "vit_tiny": (ViT, {"patch_size": 7, "embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}),
     # Dense tasks (issue 15): super-resolution on skimage photos, segmentation
     # and detection on Fashion-MNIST scenes (paradis_tf.data).
     "wdsr_x2": (WDSR, {"scale": 2, "num_blocks": 8, "filters": 32}),

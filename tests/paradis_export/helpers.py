@@ -108,8 +108,9 @@ def check_stage_boundaries(graph):
 def check_local_parts_before_receives(graph):
     """Every stage that waits for another device's tensors also reads the
     local part (``..._local``: own channels against their kernel rows, plus
-    the bias) of the layer that receives them, from the same device's
-    previous stage. Returns the number of receiving stages checked."""
+    the bias; for a layer norm ``..._stats_d{k}``, the statistics of the
+    device's own channels) of the layer that receives them, from the same
+    device's previous stage. Returns the number of receiving stages checked."""
     checked = 0
     for d in graph["devices"]:
         for i, stage in enumerate(d["stages"]):
@@ -118,7 +119,7 @@ def check_local_parts_before_receives(graph):
                 continue
             assert i > 0, f"{graph['switch']} device {d['device']} receives in its first stage"
             before = d["stages"][i - 1]
-            local = [t for t in stage["inputs"] if t.endswith("_local")]
+            local = [t for t in stage["inputs"] if t.endswith("_local") or t.endswith(f"_stats_d{d['device']}")]
             assert len(local) == 1 and local[0] in before["outputs"], (
                 f"{graph['switch']} device {d['device']} {stage['name']} receives {sorted(received)} without "
                 f"a local part from {before['name']}: reads {stage['inputs']}")

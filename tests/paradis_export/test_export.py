@@ -268,3 +268,24 @@ def test_switch_with_a_slash_gets_its_own_folder(tmp_path, rng):
     ref = ops.convert_to_numpy(model.switch_model("3x1/3")(x))
     got = ReferenceExecutor(tmp_path / "b", "3x1/3").predict(x)
     np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_output_kind_is_the_models_task(tmp_path):
+    import keras
+
+    from paradis_tf.layers import PartialSumFusion, SplitConv2D
+    from paradis_tf.training import SplitModel
+    from paradis_tf.training.task import Task
+
+    switches = "1x1.0,2x0.5"
+    stem = SplitConv2D(4, 3, switches, padding="same", replicated_input=True, name="stem")
+    out = SplitConv2D(1, 3, switches, padding="same", partial_outputs=True, name="out")
+    fusion = PartialSumFusion(switches, name="fusion")
+    inputs = keras.Input((6, 6, 1))
+    outputs = {s: fusion(out(keras.layers.ReLU()(stem(inputs, switch=s)), switch=s), switch=s)
+               for s in switches.split(",")}
+    task = Task("sr", "image", keras.losses.MeanAbsoluteError(), distillation="mse")
+    model = SplitModel(inputs, outputs, switches, task=task)
+    export_bundle(model, "2x0.5", tmp_path / "b", progress=None)
+    graph = read_graph(tmp_path / "b" / "2x0.5" / "fusion_graph.json")
+    assert graph["output"]["kind"] == "image"

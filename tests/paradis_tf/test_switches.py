@@ -138,3 +138,25 @@ def test_switchset_refuses_an_empty_entry(text, position):
     # A stray comma is a typo: dropping the entry silently changed what was trained.
     with pytest.raises(ValueError, match=rf"switches '{text}' has an empty entry at position {position}"):
         SwitchSet(text)
+
+
+def test_group_partition_keeps_groups_whole():
+    # 4 heads of 16 channels over 0.5+0.3+0.2: heads 2/1/1 (round half up of
+    # 4 * 0.5, 4 * 0.8), never the channel split 32/19/13.
+    sw = Switch.parse("0.5+0.3+0.2")
+    assert sw.partition(64, group=16) == (range(0, 32), range(32, 48), range(48, 64))
+    assert sw.partition(64) == (range(0, 32), range(32, 51), range(51, 64))
+    assert Switch.parse("2x0.5").partition(12, group=3) == (range(0, 6), range(6, 12))
+    assert Switch.parse("1x0.5").active_channels(64, group=16) == 32
+    assert Switch.parse("0.5+0.3").active_channels(64, group=16) == 48  # 3 of 4 heads
+    assert Switch.parse("0.5+0.3").active_channels(64) == 51
+    assert sw.partition(10, group=1) == sw.partition(10)
+
+
+def test_group_partition_errors_name_the_values():
+    with pytest.raises(ValueError, match=r"channels \(10\) must be a multiple of group \(4\)"):
+        Switch.parse("2x0.5").partition(10, group=4)
+    with pytest.raises(ValueError, match=r"2 groups of 8 channels.*'4x0.25'"):
+        Switch.parse("4x0.25").partition(16, group=8)
+    with pytest.raises(ValueError, match="group must be a positive int, received 0"):
+        Switch.parse("2x0.5").partition(16, group=0)

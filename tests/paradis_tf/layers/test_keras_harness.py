@@ -25,11 +25,17 @@ from keras.src.testing import TestCase
 
 import paradis_tf.layers
 from paradis_tf.layers import (
+    FirstDeviceConv2D,
     PartialSumFusion,
+    PixelShuffle,
     SplitConv2D,
     SplitDense,
     SplitDepthwiseConv2D,
+    SplitLayerNormalization,
+    SplitMultiHeadAttention,
     SwitchableBatchNormalization,
+    Upsample2D,
+    WeightNormSplitConv2D,
 )
 
 SWITCHES = "1x1.0,2x0.5,0.5+0.3+0.2,1x0.5"
@@ -87,6 +93,29 @@ CASES = {
     "batch_norm": (SwitchableBatchNormalization, dict(), (2, 5, 6), UNEQUAL, (2, 5, 6)),
     "batch_norm_affine_off": (SwitchableBatchNormalization, dict(center=False, scale=False), (2, 6), "2x0.5", (2, 6)),
     "partial_sum_fusion": (PartialSumFusion, dict(), (2, 3, 4), UNEQUAL, (2, 4)),
+    # Attention: 4 heads so that each device of 0.5+0.3+0.2 owns whole ones (2/1/1);
+    # tokens (B, T, E) = (2, 5, 6).
+    "multi_head_attention": (SplitMultiHeadAttention, dict(num_heads=4, key_dim=2), (2, 5, 6), UNEQUAL, (2, 5, 6)),
+    "multi_head_attention_grid_open": (
+        SplitMultiHeadAttention, dict(num_heads=4, key_dim=2, gates="open"), (2, 3, 3, 6), "2x0.5", (2, 3, 3, 6),
+    ),
+    "layer_norm": (SplitLayerNormalization, dict(), (2, 5, 6), UNEQUAL, (2, 5, 6)),
+    "layer_norm_narrow": (SplitLayerNormalization, dict(center=False), (2, 6), "1x0.5", (2, 6)),
+    # Dense heads: weight-normalized split conv, the first-device skip conv in
+    # the partial-output layout (B, H, W, D, C), pixel shuffle (C / r^2) and
+    # upsampling on plain and partial tensors.
+    "weight_norm_conv": (WeightNormSplitConv2D, dict(filters=4, kernel_size=3, padding="same"), (2, 7, 7, 6), UNEQUAL,
+                         (2, 7, 7, 4)),
+    "first_device_conv": (FirstDeviceConv2D, dict(filters=4, kernel_size=3), (2, 7, 7, 6), UNEQUAL, (2, 7, 7, 3, 4)),
+    "first_device_conv_weight_norm": (
+        FirstDeviceConv2D, dict(filters=4, kernel_size=3, weight_norm=True), (2, 7, 7, 6), "2x0.5", (2, 7, 7, 2, 4),
+    ),
+    "pixel_shuffle": (PixelShuffle, dict(scale=2), (2, 3, 3, 8), "1x1.0", (2, 6, 6, 2)),
+    "pixel_shuffle_partial": (PixelShuffle, dict(scale=2), (2, 3, 3, 3, 8), UNEQUAL, (2, 6, 6, 3, 2)),
+    "upsample_bilinear": (Upsample2D, dict(size=2), (2, 4, 4, 6), UNEQUAL, (2, 8, 8, 6)),
+    "upsample_nearest_partial": (
+        Upsample2D, dict(size=(2, 3), interpolation="nearest"), (2, 3, 3, 2, 4), "2x0.5", (2, 6, 9, 2, 4),
+    ),
 }
 
 # The public names of paradis_tf.layers that are abstract bases: no call() of
