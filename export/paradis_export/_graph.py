@@ -39,7 +39,8 @@ class Op:
     ``partial`` (per-device partial outputs of a Dense/Conv, summed by the
     fusion), ``depthwise``, ``affine`` (an unfolded batch norm), ``act``,
     ``add``, ``pool``, ``fusion``, and the kinds of ``paradis_export.kinds``
-    (``layernorm``, ``attention``), one file each.
+    (``layernorm``, ``attention``, ``first_device_conv``, ``pixel_shuffle``,
+    ``upsample``), one file each.
     """
 
     kind: str
@@ -64,9 +65,20 @@ class LogicalGraph:
     # Tensors whose channels keep their natural order on every device (an
     # attention head's channels must stay together and in order).
     fixed_order: set = field(default_factory=set)
+    # Tensors in the partial-output layout (1, ..., D, C): device k holds
+    # slot k whole (all C channels, natural order), and the fusion sums the
+    # slots. Tensor -> the devices whose slot is computed; every other slot
+    # is zeros by construction (FirstDeviceConv2D fills device 0's only), so
+    # those devices hold nothing for it.
+    partials: dict = field(default_factory=dict)
 
     def consumers(self, tensor: str) -> list:
         return [op for op in self.ops if tensor in op.inputs]
+
+    def holds(self, tensor: str, device: int) -> bool:
+        """Whether ``device`` holds a part of ``tensor``: its channels, or its
+        slot of a partial-output tensor that is not zeros there."""
+        return tensor not in self.partials or device in self.partials[tensor]
 
 
 def _activation_name(layer) -> Optional[str]:
@@ -87,7 +99,7 @@ def _unsupported(layer, why: str) -> ValueError:
     return ValueError(
         f"Cannot export layer '{layer.name}' ({type(layer).__name__}): {why}. The exporter supports "
         "paradis_tf split layers (attention and layer norm included), SwitchableBatchNormalization, "
-        "ReLU/ReLU6/GELU, Add, pooling and Dropout."
+        "FirstDeviceConv2D, PixelShuffle and Upsample2D, ReLU/ReLU6/GELU, Add, pooling and Dropout."
     )
 
 
@@ -135,6 +147,8 @@ def trace(model: keras.Model, switch) -> LogicalGraph:
             continue
         if layer.switches[call_switch] != sw:
             raise _unsupported(layer, f"called with switch {call_switch!r} inside switch '{sw}'")
+        if not kind.partial_inputs and any(t in graph.partials for t in ins):
+            raise _unsupported(layer, _partial_input_why(ins, graph))
         graph.ops.extend(kind.trace(layer, sw, ins, output, graph))
     _fold_batch_norm(graph)
     return graph
@@ -146,6 +160,8 @@ def _logical_op(layer, call_switch, sw, ins, output, graph) -> Op:
     if getattr(layer, "switches", None) is not None and call_switch is not None:
         if layer.switches[call_switch] != sw:
             raise _unsupported(layer, f"called with switch {call_switch!r} inside switch '{sw}'")
+    if any(t in graph.partials for t in ins):
+        return _partial_layout_op(layer, ins, output, graph)
     replicated = all(t in graph.replicated for t in ins)
     if isinstance(layer, (SplitConv2D, SplitDense)):
         index = layer.switch_index(sw.name)
@@ -168,6 +184,9 @@ def _logical_op(layer, call_switch, sw, ins, output, graph) -> Op:
             params["activation"] = None if act == "linear" else act
         if layer.replicated_input != replicated:
             raise _unsupported(layer, "replicated_input does not match where its input lives")
+        if layer.partial_outputs:
+            # (1, ..., D, Cout): every device computes its slot from its own channels.
+            graph.partials[output] = tuple(range(sw.num_devices))
         return Op("partial" if layer.partial_outputs else "conv", layer.name, ins, output, params)
     if replicated:
         raise _unsupported(layer, "a computation on the replicated input before the first split layer")
@@ -192,7 +211,9 @@ def _logical_op(layer, call_switch, sw, ins, output, graph) -> Op:
         offset = np.asarray(beta, "float64") - mean * scale
         return Op("affine", layer.name, ins, output, {"scale": scale, "offset": offset})
     if isinstance(layer, PartialSumFusion):
-        return Op("fusion", layer.name, ins, output, {"op": "sum"})
+        raise _unsupported(layer, f"its input {ins[0]} of shape {graph.shapes[ins[0]]} is not a split layer's "
+                                  "partial outputs (B, ..., D, C) nor a per-device op of them: build the last split "
+                                  "layer with partial_outputs=True")
     if isinstance(layer, keras.layers.Add):
         return Op("add", layer.name, ins, output)
     if isinstance(layer, (keras.layers.Dropout, keras.layers.Identity)):
@@ -214,6 +235,52 @@ def _logical_op(layer, call_switch, sw, ins, output, graph) -> Op:
             "pool_size": tuple(layer.pool_size), "strides": tuple(layer.strides), "padding": layer.padding,
         })
     raise _unsupported(layer, "no per-device rule for this layer type")
+
+
+def _partial_input_why(ins, graph) -> str:
+    t = next(t for t in ins if t in graph.partials)
+    return (f"its input {t} of shape {graph.shapes[t]} is per-device partial outputs (B, ..., D, C), which only "
+            "Add, ReLU/ReLU6/GELU, PixelShuffle, Upsample2D and PartialSumFusion act on (per device): apply this "
+            "layer before the split layer with partial_outputs=True, or after the fusion outside the model")
+
+
+def _partial_layout_op(layer, ins, output, graph) -> Op:
+    """An op on partial-output tensors (1, ..., D, C), computed by each device
+    on its own slot: elementwise ops, and the fusion's sum over D. A slot
+    that is zeros stays zeros through them (Add skips it, and every
+    activation kept here maps 0 to 0), so a device that holds no slot of the
+    inputs holds none of the output either."""
+    num_devices = graph.switch.num_devices
+    if isinstance(layer, PartialSumFusion):
+        missing = sorted(set(range(num_devices)) - set(graph.partials[ins[0]]))
+        if missing:
+            raise _unsupported(layer, f"devices {missing} compute nothing for its input {ins[0]} (their slots are "
+                                      "zeros): add a split layer's partial outputs to it so that every device has "
+                                      "a partial to fuse")
+        return Op("fusion", layer.name, ins, output, {"op": "sum"})
+    if isinstance(layer, keras.layers.Add):
+        if not all(t in graph.partials for t in ins):
+            shapes = ", ".join(f"{t} {graph.shapes[t]} ({'partial outputs' if t in graph.partials else 'channels'})"
+                               for t in ins)
+            raise _unsupported(layer, f"an Add of partial outputs (B, ..., D, C) and channel-partitioned tensors "
+                                      f"(B, ..., C): {shapes}; add tensors of one layout")
+        graph.partials[output] = tuple(sorted({d for t in ins for d in graph.partials[t]}))
+        return Op("add", layer.name, ins, output)
+    if isinstance(layer, (keras.layers.Dropout, keras.layers.Identity)):
+        act = None
+    elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+        act = _activation_name(layer)
+        if act is None:
+            what = (f"activation {getattr(layer.activation, '__name__', layer.activation)!r}"
+                    if isinstance(layer, keras.layers.Activation) else
+                    f"ReLU(max_value={layer.max_value}, negative_slope={layer.negative_slope}, "
+                    f"threshold={layer.threshold})")
+            raise _unsupported(layer, f"{what} on partial outputs: use ReLU, ReLU6, GELU or linear (they keep a "
+                                      "zero slot zero)")
+    else:
+        raise _unsupported(layer, _partial_input_why(ins, graph))
+    graph.partials[output] = graph.partials[ins[0]]
+    return Op("act", layer.name, ins, output, {"activation": None if act == "linear" else act})
 
 
 def _fold_batch_norm(graph: LogicalGraph) -> None:

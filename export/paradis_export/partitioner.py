@@ -39,7 +39,7 @@ __all__ = ["partition", "Partition", "DeviceProgram", "Stage", "DeviceOp", "Send
 class DeviceOp:
     """One op of a device program. kind: conv, dense, depthwise, affine, act,
     add, pool, concat, slice, or a device kind of ``paradis_export.kinds``
-    (ln_stats, ln_apply, attention)."""
+    (ln_stats, ln_apply, attention, depth_to_space, resize)."""
 
     kind: str
     name: str
@@ -182,9 +182,10 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
         elif kinds.get(op.kind) is not None:
             for a, b in kinds.get(op.kind).links(op):
                 classes.union(a, b)
-    # Partial outputs and their fusion are whole on every device (Cout
-    # each), never partitioned: a 1-channel image output is fine.
-    whole = {op.output for op in ops if op.kind in ("partial", "fusion")}
+    # Partial outputs (and the per-device ops on them) and their fusion are
+    # whole on every device (Cout each), never partitioned: a 1-channel image
+    # output is fine.
+    whole = set(graph.partials) | {op.output for op in ops if op.kind == "fusion"}
     ranges = {}
     for t, shape in graph.shapes.items():
         if t not in graph.replicated and t not in whole:
@@ -238,6 +239,10 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
     for t, rs in ranges.items():
         for k, r in enumerate(rs):
             shapes[local(t, k)] = graph.shapes[t][:-1] + (len(r),)
+    for t, holders in graph.partials.items():
+        for k in holders:
+            # Device k's slot: (1, ..., D, C) -> (1, ..., C), all C channels.
+            shapes[local(t, k)] = graph.shapes[t][:-2] + graph.shapes[t][-1:]
 
     # -- 4. pieces: contiguous runs of the sender's permuted channels ----------
     pieces_in: dict = {}  # (op name, k) -> [(piece name, channels in kernel order)]
@@ -357,8 +362,16 @@ def _device_ops(op: Op, k: int, graph: LogicalGraph, perm, local, pieces_in, sha
         if len(inputs) == 1:
             return [_linear_op(p, op.name, inputs[0], out, kernel[:, :, rows[0]], bias, p["activation"])]
         return _local_then_remote(p, op.name, inputs, rows, kernel, bias, out, shapes, receive)
-    ins = [local(t, k) for t in op.inputs]
+    # Partial-output slots that are zeros on device k (LogicalGraph.partials)
+    # are not held: an op reads only the inputs k holds.
+    ins = [local(t, k) for t in op.inputs if graph.holds(t, k)]
     out = local(out_t, k)
+    if not ins:
+        return []  # its output is zeros on k as well: nothing to compute
+    if op.kind == "add" and len(ins) == 1:
+        # Partial slots: the other addends are zeros on k (a FirstDeviceConv2D's
+        # on devices 1..D-1), so the sum is the one k holds.
+        return [DeviceOp("act", op.name, ins, out, {"activation": None})]
     if op.kind == "depthwise":
         c = perm(op.inputs[0], k)
         params = dict(p, kernel=np.ascontiguousarray(p["kernel"][:, :, c]),

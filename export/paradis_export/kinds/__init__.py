@@ -11,6 +11,12 @@ touched.
 """
 
 from paradis_export.kinds._registry import OpKind, SliceContext, for_device_kind, for_layer, get, register
-from paradis_export.kinds import attention, layer_norm  # noqa: F401  (they register themselves)
+from paradis_export.kinds import (  # noqa: F401  (they register themselves)
+    attention,
+    first_device_conv,
+    layer_norm,
+    pixel_shuffle,
+    upsample,
+)
 
 __all__ = ["OpKind", "SliceContext", "for_device_kind", "for_layer", "get", "register"]

@@ -43,6 +43,10 @@ class OpKind:
     layer_types: tuple = ()  # the Keras layer classes traced into this kind
     device_kinds: tuple = ()  # the DeviceOp kinds its slicing produces
     int8: bool = True  # whether an int8 export of it is supported
+    # Whether it may read partial-output tensors (1, ..., D, C), computing on
+    # each device's own slot (``LogicalGraph.partials``); the trace refuses
+    # them to the other kinds.
+    partial_inputs: bool = False
 
     def trace(self, layer, sw, ins: list, output: str, graph) -> list:
         """The logical ops (``_graph.Op``) of one call of ``layer``."""

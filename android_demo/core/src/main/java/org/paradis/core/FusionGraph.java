@@ -232,7 +232,9 @@ public final class FusionGraph {
         int[] outputShape = c.shape(output, "shape", "output.shape");
         c.oneOf(output, "dtype", "output.dtype", "float32");
         if (output.has("kind")) {
-            c.oneOf(output, "kind", "output.kind", "logits", "image");
+            // The schema's kinds (the model's Task.output_kind): the peer fuses
+            // each by the graph's op and leaves reading the tensor to the app.
+            c.oneOf(output, "kind", "output.kind", "logits", "image", "segmentation_logits", "centernet");
         }
 
         JSONObject fusion = c.object(doc, "fusion", "fusion");

@@ -81,6 +81,16 @@ class FusionGraphTest {
     }
 
     @Test
+    void everyOutputKindOfTheSchemaIsRead() throws Exception {
+        for (String kind : new String[] {"logits", "image", "segmentation_logits", "centernet"}) {
+            JSONObject doc = TestGraph.document(tmp.toFile());
+            doc.getJSONObject("output").put("kind", kind);
+            assertEquals("2x0.5", FusionGraph.read(TestGraph.write(tmp.toFile(), doc), true).switchName);
+        }
+        has(refusal(d -> d.getJSONObject("output").put("kind", "boxes")), "field 'output.kind'", "'boxes'");
+    }
+
+    @Test
     void notJsonAndAChangedDeviceFileAreRefused() throws Exception {
         has(assertThrows(FusionGraphException.class, () -> FusionGraph.parse("{\"schema\":".getBytes("UTF-8"), "g.json"))
                 .getMessage(), "g.json", "not valid JSON");
