@@ -5,14 +5,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from paradis_tf.layers._base import SwitchedLayer, _positive_int
-from paradis_tf.layers._cost import LayerCost
+from paradis_tf.layers._base import _positive_int
+from paradis_tf.layers._relayout import Relayout
 
 __all__ = ["PixelShuffle"]
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
-class PixelShuffle(SwitchedLayer):
+class PixelShuffle(Relayout):
     """Rearranges ``scale**2`` channel groups into a ``scale`` x ``scale`` block.
 
     The channel order is that of ``tf.nn.depth_to_space`` and TFLite's
@@ -45,12 +45,8 @@ class PixelShuffle(SwitchedLayer):
 
     def _check(self, input_shape: tuple, switch) -> int:
         """Validates ``input_shape``; returns the output channels."""
+        self._check_layout(input_shape, switch)
         owner = f"PixelShuffle '{self.name}'"
-        if len(input_shape) not in (4, 5):
-            raise ValueError(
-                f"{owner}: expects inputs (B, H, W, C) or partial outputs (B, H, W, D, C), "
-                f"received input shape {input_shape}."
-            )
         channels = input_shape[-1]
         r2 = self.scale * self.scale
         if channels is None or channels % r2:
@@ -59,15 +55,6 @@ class PixelShuffle(SwitchedLayer):
                 f"(scale={self.scale}), received {channels} channels (input shape {input_shape}): "
                 f"give the layer before it {r2} * output channels filters."
             )
-        if len(input_shape) == 5 and switch is not None:
-            d = self.switches[self.switch_index(switch)].num_devices
-            if input_shape[-2] is not None and input_shape[-2] != d:
-                raise ValueError(
-                    f"{owner}: switch '{self.switches[self.switch_index(switch)]}' has {d} devices "
-                    f"but the input's device axis (-2) has {input_shape[-2]}."
-                )
-        else:
-            self._check_switch(switch)
         return channels // r2
 
     def compute_output_shape(self, input_shape, switch=None):
@@ -92,14 +79,6 @@ class PixelShuffle(SwitchedLayer):
         x = ops.reshape(inputs, (-1, h, w, d, r, r, out))
         x = ops.transpose(x, (0, 1, 4, 2, 5, 3, 6))  # -> (B, H, r, W, r, D, Co)
         return ops.reshape(x, (-1, h * r, w * r, d, out))  # -> (B, rH, rW, D, Co)
-
-    def switch_cost(self, switch, input_shape, bytes_per_element: int = 4) -> LayerCost:
-        # A relayout: no parameters, no multiply-accumulates, no traffic.
-        d = self.switches[self.switch_index(switch)].num_devices
-        return LayerCost.local([0] * d, [0] * d)
-
-    def unsplit_cost(self, input_shape) -> tuple[int, int]:
-        return 0, 0
 
     def get_config(self):
         config = super().get_config()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from paradis_tf.layers._base import SwitchedLayer
 from paradis_tf.layers._conv_utils import pair
-from paradis_tf.layers._cost import LayerCost
+from paradis_tf.layers._relayout import Relayout
 
 __all__ = ["Upsample2D"]
 
@@ -15,7 +14,7 @@ _INTERPOLATIONS = ("nearest", "bilinear")
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
-class Upsample2D(SwitchedLayer):
+class Upsample2D(Relayout):
     """Upsamples ``(B, H, W, C)`` or partial outputs ``(B, H, W, D, C)`` by an integer factor.
 
     Per channel, so it is local on a channel-partitioned tensor (never
@@ -50,32 +49,14 @@ class Upsample2D(SwitchedLayer):
             )
         self.interpolation = interpolation
 
-    def _check(self, input_shape: tuple, switch) -> None:
-        owner = f"Upsample2D '{self.name}'"
-        if len(input_shape) not in (4, 5):
-            raise ValueError(
-                f"{owner}: expects inputs (B, H, W, C) or partial outputs (B, H, W, D, C), "
-                f"received input shape {input_shape}."
-            )
-        if len(input_shape) == 5 and switch is not None:
-            index = self.switch_index(switch)
-            d = self.switches[index].num_devices
-            if input_shape[-2] is not None and input_shape[-2] != d:
-                raise ValueError(
-                    f"{owner}: switch '{self.switches[index]}' has {d} devices but the input's "
-                    f"device axis (-2) has {input_shape[-2]}."
-                )
-        else:
-            self._check_switch(switch)
-
     def compute_output_shape(self, input_shape, switch=None):
         input_shape = tuple(input_shape)
-        self._check(input_shape, switch)
+        self._check_layout(input_shape, switch)
         h, w = (None if s is None else s * r for s, r in zip(input_shape[1:3], self.size))
         return (input_shape[0], h, w) + input_shape[3:]
 
     def call(self, inputs, switch=None, training=None):
-        self._check(tuple(inputs.shape), switch)
+        self._check_layout(tuple(inputs.shape), switch)
         shape = ops.shape(inputs)
         h, w = shape[1] * self.size[0], shape[2] * self.size[1]
         x = inputs
@@ -90,15 +71,6 @@ class Upsample2D(SwitchedLayer):
         if len(inputs.shape) == 5:
             x = ops.reshape(x, (-1, h, w, d, c))  # -> (B, rH, rW, D, C)
         return x
-
-    def switch_cost(self, switch, input_shape, bytes_per_element: int = 4) -> LayerCost:
-        # Interpolation is a few adds per output value, not counted (as bias
-        # additions are not): no parameters, no MACs, no traffic.
-        d = self.switches[self.switch_index(switch)].num_devices
-        return LayerCost.local([0] * d, [0] * d)
-
-    def unsplit_cost(self, input_shape) -> tuple[int, int]:
-        return 0, 0
 
     def get_config(self):
         config = super().get_config()
