@@ -93,6 +93,25 @@ def test_float32_parity_on_real_inputs(bundles, name, switch):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
 
 
+def test_peer_processes_match_keras(bundles, tmp_path):
+    """The runtime across real processes: each dense model on 0.5+0.3+0.2,
+    device 0 in this process, devices 1 and 2 in two peer processes (dense
+    partial outputs cross the wire to the fusion), against Keras and,
+    bit for bit, the reference executor."""
+    from paradis_runtime import connect
+    from tests.paradis_runtime.peers import KEY, peers
+
+    switch = "0.5+0.3+0.2"
+    for name in MODELS:
+        model, folder, _ = bundles[name]
+        x = _real_inputs(name, 2)
+        (tmp_path / name).mkdir()
+        with peers(folder, 2, tmp_path / name) as (addresses, _):
+            with connect(folder, addresses, key=KEY, switches=[switch], in_flight=2) as session:
+                out = session.predict(x)
+        ref = ops.convert_to_numpy(model.switch_model(switch)(x))
+        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-4 * np.abs(ref).max(), err_msg=name)
+        assert np.array_equal(out, ReferenceExecutor(folder, switch).predict(x)), name
 def _resize_and_shuffle_ops(data: bytes) -> list:
     """(name, options) of every resize and depth-to-space op in a file."""
     model = _flatbuffer.read(data)
