@@ -341,8 +341,16 @@ class Connection:
             self.send(_HEARTBEAT)
 
     # -- closing -------------------------------------------------------------
-    def fail(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0) -> None:
-        """A violation: one ERROR frame (not waited for), shut down writing, close, report."""
+    def fail(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0,
+             linger: float = 0.0) -> None:
+        """A violation: one ERROR frame (not waited for), shut down writing, close, report.
+
+        ``linger`` > 0 (a graceful leave): after shutting down writing, read and
+        drop what the other side still sends, for at most ``linger`` seconds or
+        until it closes. Closing a socket with unread data makes the kernel
+        send a reset, and a reset can reach the other side before its reader
+        has taken the ERROR frame, which is then lost (it would report a
+        reset, not SHUTTING_DOWN)."""
         if self.closed:
             return
         try:
@@ -350,9 +358,10 @@ class Connection:
             self._write(encode_error(code, detail, tensor_id, request_id))
         except (OSError, ValueError):
             pass
-        self.close(f"{ErrorCode(code).name if code in ErrorCode._value2member_map_ else code}: {detail}", code=code)
+        self.close(f"{ErrorCode(code).name if code in ErrorCode._value2member_map_ else code}: {detail}", code=code,
+                   linger=linger)
 
-    def close(self, reason: str, code: Optional[int] = None, remote: bool = False) -> None:
+    def close(self, reason: str, code: Optional[int] = None, remote: bool = False, linger: float = 0.0) -> None:
         if self.closed:
             return
         self.closed = True
@@ -362,6 +371,8 @@ class Connection:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+        if linger > 0:
+            _drain(self.sock, linger)
         try:
             self.sock.close()
         except OSError:
@@ -522,6 +533,19 @@ def _timeval(seconds: float) -> bytes:
     """``struct timeval`` for SO_RCVTIMEO / SO_SNDTIMEO."""
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+
+
+def _drain(sock, seconds: float) -> None:
+    """Reads and drops what ``sock`` receives until the other side closes or
+    ``seconds`` pass (a lingering close; see Connection.fail)."""
+    end = time.monotonic() + seconds
+    try:
+        while (left := end - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                return
+    except (OSError, ValueError):
+        pass
 
 
 def _why(e: BaseException) -> str:

@@ -41,6 +41,10 @@ _RING = 256  # finished request ids remembered per graph (section 7)
 _TICK_S = 0.05
 
 
+# A graceful leave waits up to this long per connection for the other side to
+# close after SHUTTING_DOWN, so that the frame is read, not lost to a reset.
+_LEAVE_LINGER_S = 0.25
+
 def parse_address(text: str, what: str = "address") -> tuple:
     """``HOST:PORT`` -> (host, port), with a message naming the value."""
     host, sep, port = str(text).strip().rpartition(":")
@@ -186,7 +190,7 @@ class Peer:
             conns = list(self._conns.values())
         for c in conns:
             if graceful:
-                c.fail(ErrorCode.SHUTTING_DOWN, f"device {self.device} is leaving")
+                c.fail(ErrorCode.SHUTTING_DOWN, f"device {self.device} is leaving", linger=_LEAVE_LINGER_S)
             else:
                 c.close("stopped")
         if self._listener is not None:
