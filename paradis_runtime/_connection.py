@@ -372,7 +372,8 @@ class Connection:
         except OSError:
             pass
         if linger > 0:
-            _drain(self.sock, linger)
+            # The bytes on the wire, below TLS (TLSStream.raw) when there is one.
+            _drain(getattr(self.sock, "raw", self.sock), linger)
         try:
             self.sock.close()
         except OSError:
