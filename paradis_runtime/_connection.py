@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import select
 import socket
 import struct
 import threading
@@ -341,29 +342,31 @@ class Connection:
             self.send(_HEARTBEAT)
 
     # -- closing -------------------------------------------------------------
-    def fail(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0,
-             linger: float = 0.0) -> None:
-        """A violation: one ERROR frame (not waited for), shut down writing, close, report.
+    def fail(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0) -> None:
+        """A violation: one ERROR frame (not waited for), shut down writing, close, report."""
+        if self._announce(code, detail, tensor_id, request_id):
+            self._release(_reason(code, detail), code, remote=False)
 
-        ``linger`` > 0 (a graceful leave): after shutting down writing, read and
-        drop what the other side still sends, for at most ``linger`` seconds or
-        until it closes. Closing a socket with unread data makes the kernel
-        send a reset, and a reset can reach the other side before its reader
-        has taken the ERROR frame, which is then lost (it would report a
-        reset, not SHUTTING_DOWN)."""
+    def close(self, reason: str, code: Optional[int] = None, remote: bool = False) -> None:
+        if self._stop_writing():
+            self._release(reason, code, remote)
+
+    def _announce(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0) -> bool:
+        """The ERROR frame, then the end of writing; False if already closed."""
         if self.closed:
-            return
+            return False
         try:
             self.sock.settimeout(0.2)
             self._write(encode_error(code, detail, tensor_id, request_id))
         except (OSError, ValueError):
             pass
-        self.close(f"{ErrorCode(code).name if code in ErrorCode._value2member_map_ else code}: {detail}", code=code,
-                   linger=linger)
+        return self._stop_writing()
 
-    def close(self, reason: str, code: Optional[int] = None, remote: bool = False, linger: float = 0.0) -> None:
+    def _stop_writing(self) -> bool:
+        """Marks the connection closed (send refuses) and shuts down writing
+        (the other side reads EOF after what was sent); False if it already was."""
         if self.closed:
-            return
+            return False
         self.closed = True
         if self._writer is not None:
             self._writer.close()
@@ -371,9 +374,9 @@ class Connection:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        if linger > 0:
-            # The bytes on the wire, below TLS (TLSStream.raw) when there is one.
-            _drain(getattr(self.sock, "raw", self.sock), linger)
+        return True
+
+    def _release(self, reason: str, code: Optional[int], remote: bool) -> None:
         try:
             self.sock.close()
         except OSError:
@@ -536,17 +539,49 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", whole, int((seconds - whole) * 1e6))
 
 
-def _drain(sock, seconds: float) -> None:
-    """Reads and drops what ``sock`` receives until the other side closes or
-    ``seconds`` pass (a lingering close; see Connection.fail)."""
+def leave(conns, code: int, detail: str, linger: float) -> None:
+    """A graceful leave of every connection at once: each sends one ERROR
+    frame and shuts down writing; then what the other sides still send is
+    read and dropped until every one of them has closed or ``linger``
+    seconds pass; then all close.
+
+    Closing a socket with unread data, or one that data reaches afterwards
+    (a heartbeat in flight), makes the kernel answer with a reset, and a
+    reset that reaches the other side before its reader has taken the ERROR
+    frame discards it: that side would report a reset, not ``code``. A busy
+    receiver may take a while to read and close, so all connections linger
+    together (one ``linger`` for the whole leave, not one per connection).
+    """
+    announced = [c for c in conns if c._announce(code, detail)]
+    _drain([getattr(c.sock, "raw", c.sock) for c in announced], linger)  # below TLS when there is one
+    for c in announced:
+        c._release(_reason(code, detail), code, remote=False)
+
+
+def _drain(socks, seconds: float) -> None:
+    """Reads and drops what ``socks`` receive until each reads end of file
+    or ``seconds`` pass. Their connections' reader threads may take some of
+    the bytes (and the end of file) first: a socket at end of file stays
+    readable and keeps reading empty, so both see it."""
     end = time.monotonic() + seconds
-    try:
-        while (left := end - time.monotonic()) > 0:
-            sock.settimeout(left)
-            if not sock.recv(65536):
-                return
-    except (OSError, ValueError):
-        pass
+    open_ = [s for s in socks if s.fileno() >= 0]
+    while open_ and (left := end - time.monotonic()) > 0:
+        try:
+            readable, _, _ = select.select(open_, [], [], left)
+        except (OSError, ValueError):
+            return
+        for s in readable:
+            try:
+                if not s.recv(65536, socket.MSG_DONTWAIT):
+                    open_.remove(s)
+            except BlockingIOError:
+                pass  # the reader thread took it first
+            except (OSError, ValueError):
+                open_.remove(s)
+
+
+def _reason(code: int, detail: str) -> str:
+    return f"{ErrorCode(code).name if code in ErrorCode._value2member_map_ else code}: {detail}"
 
 
 def _why(e: BaseException) -> str:

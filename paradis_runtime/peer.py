@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig, TLSStream
+from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig, TLSStream, leave
 from paradis_runtime._program import DeviceProgram, programs_for
 from paradis_runtime.frames import ErrorCode, FrameError, FrameType, Header, decode_error, encode_error
 from paradis_runtime.schedule import fuse_partials
@@ -41,9 +41,10 @@ _RING = 256  # finished request ids remembered per graph (section 7)
 _TICK_S = 0.05
 
 
-# A graceful leave waits up to this long per connection for the other side to
-# close after SHUTTING_DOWN, so that the frame is read, not lost to a reset.
-_LEAVE_LINGER_S = 0.25
+# A graceful leave waits up to this long (all connections together) for the
+# other sides to close after SHUTTING_DOWN, so that the frame is read, not lost
+# to a reset; a receiver on a loaded machine may take several hundred ms.
+_LEAVE_LINGER_S = 1.0
 
 def parse_address(text: str, what: str = "address") -> tuple:
     """``HOST:PORT`` -> (host, port), with a message naming the value."""
@@ -188,10 +189,10 @@ class Peer:
         self._running = False
         with self._lock:
             conns = list(self._conns.values())
-        for c in conns:
-            if graceful:
-                c.fail(ErrorCode.SHUTTING_DOWN, f"device {self.device} is leaving", linger=_LEAVE_LINGER_S)
-            else:
+        if graceful:
+            leave(conns, ErrorCode.SHUTTING_DOWN, f"device {self.device} is leaving", _LEAVE_LINGER_S)
+        else:
+            for c in conns:
                 c.close("stopped")
         if self._listener is not None:
             self._listener.close()

@@ -398,6 +398,31 @@ def _read_trace_lines(path: Path) -> list:
     return records
 
 
+def _overhead_to_match(graph: dict, stage_times: list, mbps, latency_ms: float, measured: float) -> float:
+    """The per-frame overhead at which the link model predicts ``measured``.
+
+    The predicted latency is the longest path, each path's time growing
+    linearly with its frame count, so it is nondecreasing in the overhead;
+    the overhead also moves the critical path (at zero overhead the longest
+    path may carry no frame at all). Bisection on [0, measured] finds the
+    crossing whatever path ends up critical; 0 when the stage times alone
+    already explain the measurement, or when no path carries a frame.
+    """
+    def latency(o):
+        return predict_latency(graph, stage_times, mbps, latency_ms, o)["latency_s"]
+
+    if latency(0.0) >= measured or latency(measured) <= latency(0.0):
+        return 0.0
+    lo, hi = 0.0, measured
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if latency(mid) < measured:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def profile_from_traces(bundle_dir, traces: Sequence, skip: int = 2) -> dict:
     """A profile measured in the running system rather than stage by stage.
 
@@ -456,13 +481,7 @@ def profile_from_traces(bundle_dir, traces: Sequence, skip: int = 2) -> dict:
         measured = float(np.median([r["total_s"] for r in head]))
         mbps = head[-1].get("link_mbps") or None
         latency_ms = head[-1].get("link_latency_ms") or 0.0
-        # Fixed point: the overhead moves the critical path, so recount its frames.
-        overhead = 0.0
-        for _ in range(5):
-            p = predict_latency(graph, stage_times, mbps, latency_ms, overhead)
-            if not p["critical_frames"]:
-                break
-            overhead = max(0.0, overhead + (measured - p["latency_s"]) / p["critical_frames"])
+        overhead = _overhead_to_match(graph, stage_times, mbps, latency_ms, measured)
         switches[name] = {"graph_sha256": sha256_file(path), "devices": devices,
                           "per_frame_overhead_s": overhead, "measured_ms": 1e3 * measured,
                           "requests": len(head), "link_mbps": mbps, "link_latency_ms": latency_ms}

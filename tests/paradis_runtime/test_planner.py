@@ -402,6 +402,24 @@ def test_a_profile_from_traces_recovers_stage_times_and_the_per_frame_overhead(b
     assert read_profile(tmp_path / "p.json")["switches"]["2x0.5"]["per_frame_overhead_s"] == pytest.approx(0.0005)
 
 
+def test_the_traced_overhead_is_found_when_no_frame_is_critical_without_it(bundle, tmp_path):
+    from paradis_runtime.planner import profile_from_traces
+
+    # Device 1 twice as fast as device 0: at zero overhead device 0's own
+    # chain is the longest path and carries no frame, so a search that starts
+    # from the zero-overhead critical path sees no frame to charge.
+    graph = read_graph(bundle / "2x0.5" / "fusion_graph.json")
+    times = [{s["name"]: 0.001 / (1 + d) for s in dev["stages"]} for d, dev in enumerate(graph["devices"])]
+    assert predict_latency(graph, times, None, 0)["critical_frames"] == 0
+    truth = predict_latency(graph, times, None, 0, per_frame_overhead_s=0.0005)
+    assert truth["critical_frames"] > 0
+    traced = profile_from_traces(bundle, _write_traces(tmp_path, graph, times, truth["latency_s"]), skip=2)
+    assert traced["switches"]["2x0.5"]["per_frame_overhead_s"] == pytest.approx(0.0005, rel=1e-6)
+    # Stage times that already explain the measurement leave no overhead.
+    slow = _write_traces(tmp_path, graph, times, 0.5 * truth["latency_s"])
+    assert profile_from_traces(bundle, slow, skip=2)["switches"]["2x0.5"]["per_frame_overhead_s"] == 0.0
+
+
 def test_a_profile_from_traces_names_what_is_missing_or_foreign(bundle, profile, tmp_path):
     from paradis_runtime.planner import profile_from_traces
 
