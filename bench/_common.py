@@ -137,7 +137,7 @@ def paired_difference(values, baseline):
 
 def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, finalize=False,
                        finetune_epochs=0, anneal_fraction=0.5, pin_random_budget=None, random_ranking=False,
-                       gate_ranking=None, verbose=0):
+                       gate_ranking=None, sandwich=None, verbose=0):
     """The one recipe every variant follows (Adam, cosine learning rate,
     same epochs in total). Returns per-switch top-1 and the device summary.
 
@@ -162,6 +162,8 @@ def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, f
                 # Left out of the optimizer (set before compile builds it).
                 var.trainable = not random_ranking
     extra = {} if gate_ranking is None else {"gate_ranking": gate_ranking}
+    if sandwich is not None:
+        extra["sandwich"] = sandwich
     model.compile(optimizer=keras.optimizers.Adam(schedule), budget=budget,
                   budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit, **extra)
     if pin_random_budget is not None:

@@ -20,10 +20,21 @@ Targets (ParaDiS): every shared switch minus its twin: interval above
 -0.5 pt; all-shut 2x0.5 at most 1 pt below the single-device 1x0.7 (about
 the same total FLOPs); 2x0.5 clearly above 1x0.5 (same per-device width).
 
+``--modes sandwich`` adds a third shared checkpoint, learned gates trained
+by the sandwich rule (``Sandwich(middle=1)``: per step the widest switch
+1x1.0, the narrowest 1x0.5 and one of the three others, so each of those
+gets a third of the steps). Its rows compare it with the twins above
+(``<switch>_sandwich``: the whole gap) and, for a switch with fewer
+updates, with a twin given the same number of updates (its epochs scaled
+by the switch's share of the steps, ``<switch>_sandwich_matched``): what
+remains there is interference between switches, the rest is the updates
+the rule saves. The training time of each checkpoint is reported
+(``train_seconds``).
+
 Presets: ``--preset cpu`` trains 12 epochs (3x accuracy_comm's 4, where the
 twins have converged) on 20,000 images; ``--preset gpu`` the full data.
-``--modes shut`` (or ``learned``) trains one of the two shared checkpoints
-only. Runs are stored in bench/.runs, so a later invocation reuses them;
+``--modes shut`` (or ``learned``, or ``sandwich``) trains some of the
+shared checkpoints only. Runs are stored in bench/.runs, so a later invocation reuses them;
 ``--cached-only`` reports the stored runs and starts none; ``--regimes R
 --merge`` keeps the stored results of the other regimes (same setting,
 recipes and backend only). Writes docs/results/switches.json, .md.
@@ -37,11 +48,20 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
-from paradis_tf.switches import Switch  # noqa: E402
+from paradis_tf.switches import Switch, SwitchSet  # noqa: E402
+from paradis_tf.training.sandwich import Sandwich  # noqa: E402
 
 REGIMES = {"narrow": 0.25, "full": 1.0}
 SWITCHES = ("1x1.0", "1x0.7", "1x0.5", "2x0.5", "4x0.25")
 MULTI = ("2x0.5", "4x0.25")
+MODES = ("learned", "shut", "sandwich")
+SANDWICH_MIDDLE = 1
+
+
+def update_shares(middle=SANDWICH_MIDDLE):
+    """{switch: share of the steps that train it} under the sandwich rule."""
+    windows = Sandwich(middle=middle).windows(SwitchSet(",".join(SWITCHES)).names)
+    return {name: sum(name in w for w in windows) / len(windows) for name in SWITCHES}
 PRESETS = {
     "gpu": {"train_limit": None, "test_limit": None, "epochs": 36, "seeds": 5, "batch_size": 128, "lr": 1e-3},
     "cpu": {"train_limit": 20000, "test_limit": None, "epochs": 12, "seeds": 5, "batch_size": 128, "lr": 1e-2},
@@ -56,21 +76,26 @@ def _model(width, switches, gates):
                        gates=gates)
 
 
-def run(width, switches, mode, seed, setting, data, twin_width=None):
+def run(width, switches, mode, seed, setting, data, twin_width=None, epochs=None):
     """Trains ``switches`` of the width-``width`` model; ``twin_width`` trains
     instead a narrower network of that width (switch 1x1.0) started from the
-    leading channels of the same kernels: a single-device switch's twin."""
+    leading channels of the same kernels: a single-device switch's twin.
+    ``mode`` "sandwich" is "learned" trained by the sandwich rule; ``epochs``
+    overrides the setting's (an update-matched twin)."""
     import keras
 
     # The paired start: the same kernels for the shared checkpoint and every twin.
     keras.utils.set_random_seed(seed)
     reference = _model(width, "1x1.0", "shut")
     keras.utils.set_random_seed(seed)
-    learned = mode == "learned" and any(s in MULTI for s in switches.split(","))
+    learned = mode in ("learned", "sandwich") and any(s in MULTI for s in switches.split(","))
     model = _model(twin_width or width, switches, "learned" if learned else "shut")
     C.paired_init(model, reference, leading=twin_width is not None)
     kw = {"budget": 0.2, "finalize": True, "finetune_epochs": 1} if learned else {}
-    return C.train_and_evaluate(model, data, setting["epochs"], setting["batch_size"], setting["lr"], seed, **kw)
+    if mode == "sandwich":
+        kw["sandwich"] = Sandwich(middle=SANDWICH_MIDDLE, seed=seed)
+    return C.train_and_evaluate(model, data, epochs or setting["epochs"], setting["batch_size"], setting["lr"], seed,
+                                **kw)
 
 
 def _row(shared_runs, alone_runs, switch, checkpoint):
@@ -90,14 +115,15 @@ def _row(shared_runs, alone_runs, switch, checkpoint):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modes", default="learned,shut",
-                        help="which shared checkpoints to train: learned (budget 0.2) and/or shut")
+                        help="which shared checkpoints to train: learned (budget 0.2), shut, and/or sandwich "
+                             "(learned, by the sandwich rule; with update-matched twins)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the stored results of the regimes this run does not measure "
                              "(same setting, recipes and backend only)")
     args, setting, tag = C.parse_setting(parser, PRESETS, "switches.py", regimes="narrow")
     modes = args.modes.split(",")
-    if not modes or any(m not in ("learned", "shut") for m in modes):
-        raise SystemExit(f"--modes: expected learned and/or shut, comma-separated, received {args.modes!r}")
+    if not modes or any(m not in MODES for m in modes):
+        raise SystemExit(f"--modes: expected some of {list(MODES)}, comma-separated, received {args.modes!r}")
     bad = [r for r in args.regimes.split(",") if r not in REGIMES]
     if bad:
         raise SystemExit(f"--regimes: unknown {bad}; choose from {list(REGIMES)}")
@@ -111,12 +137,14 @@ def main():
                   + f" ({rec['seconds']:.0f} s)", flush=True)
         return rec
 
-    result = {}
+    result, seconds = {}, {}
+    shares = update_shares()
     for regime in args.regimes.split(","):
         width = REGIMES[regime]
         result[regime] = {}
         shared = {m: {} for m in modes}
-        alone = {}  # (switch, mode or "single") -> {seed: run of that switch}
+        alone = {}  # (switch, mode or "single" or "matched") -> {seed: run of that switch}
+        took = {m: [] for m in modes}  # training seconds of each shared checkpoint
         # Seed-major: an interrupted run leaves complete pairs.
         for seed in range(setting["seeds"][regime]):
             for switch in SWITCHES:
@@ -131,29 +159,52 @@ def main():
                 if rec is not None:
                     alone.setdefault((switch, "single"), {})[seed] = rec["result"]["1x1.0"]
             for mode in modes:
-                suffix = f"_{C.GATE_RECIPE}" if mode == "learned" else ""
+                suffix = f"_{C.GATE_RECIPE}" if mode != "shut" else ""
                 key = f"{tag}/{regime}_shared_{mode}_{seed}{suffix}"
                 rec = cached(key, lambda: run(width, ",".join(SWITCHES), mode, seed, setting, data),
                              f"{regime} seed {seed} shared ({mode})")
                 if rec is not None:
                     shared[mode][seed] = rec["result"]
+                    took[mode].append(rec["seconds"])
+                # The sandwich checkpoint's twins are the learned ones (same keys, run once).
+                twin_mode = "learned" if mode == "sandwich" else mode
                 for switch in MULTI:
-                    key = f"{tag}/{regime}_alone_{switch}_{mode}_{seed}{suffix}"
-                    rec = cached(key, lambda: run(width, switch, mode, seed, setting, data),
-                                 f"{regime} seed {seed} alone {switch} ({mode})")
+                    key = f"{tag}/{regime}_alone_{switch}_{twin_mode}_{seed}{suffix}"
+                    rec = cached(key, lambda: run(width, switch, twin_mode, seed, setting, data),
+                                 f"{regime} seed {seed} alone {switch} ({twin_mode})")
                     if rec is not None:
-                        alone.setdefault((switch, mode), {})[seed] = rec["result"][switch]
+                        alone.setdefault((switch, twin_mode), {})[seed] = rec["result"][switch]
+                if mode != "sandwich":
+                    continue
+                for switch in SWITCHES:
+                    # A twin with the updates the rule gives this switch.
+                    epochs = max(1, round(shares[switch] * setting["epochs"]))
+                    if epochs == setting["epochs"]:
+                        continue
+                    single = switch not in MULTI
+                    twin_width = width * Switch.parse(switch).total_width if single else None
+                    key = f"{tag}/{regime}_alone_{switch}_{'single' if single else twin_mode}_e{epochs}_{seed}{suffix}"
+                    rec = cached(key, lambda: run(width, "1x1.0" if single else switch, twin_mode, seed, setting,
+                                                  data, twin_width, epochs=epochs),
+                                 f"{regime} seed {seed} alone {switch} ({epochs} epochs)")
+                    if rec is not None:
+                        alone.setdefault((switch, "matched"), {})[seed] = rec["result"]["1x1.0" if single else switch]
         for mode in modes:
             if not shared[mode]:
                 continue  # --cached-only: not stored yet
+            seconds.setdefault(regime, {})[f"shared_{mode}"] = sum(took[mode]) / len(took[mode])
             for switch in SWITCHES:
                 if switch not in MULTI and mode == "shut" and "learned" in modes:
                     continue  # single-device rows come from the learned checkpoint
-                twin = alone.get((switch, "single" if switch not in MULTI else mode))
-                if not twin or not any(s in twin for s in shared[mode]):
-                    continue
-                row_key = switch if switch not in MULTI else f"{switch}_{mode}"
-                result[regime][row_key] = _row(shared[mode], twin, switch, f"shared_{mode}")
+                twin_mode = "learned" if mode == "sandwich" else mode
+                twin = alone.get((switch, "single" if switch not in MULTI else twin_mode))
+                if twin and any(s in twin for s in shared[mode]):
+                    row_key = switch if switch not in MULTI and mode != "sandwich" else f"{switch}_{mode}"
+                    result[regime][row_key] = _row(shared[mode], twin, switch, f"shared_{mode}")
+                matched = alone.get((switch, "matched")) if mode == "sandwich" else None
+                if matched and any(s in matched for s in shared[mode]):
+                    result[regime][f"{switch}_sandwich_matched"] = _row(shared[mode], matched, switch,
+                                                                        "shared_sandwich")
         if "shut" in modes and shared["shut"] and "learned" in modes and shared["learned"]:
             # All-shut 2x0.5 against 1x0.7 of the learned checkpoint, same seeds.
             seeds = [s for s in sorted(shared["shut"]) if s in shared["learned"]]
@@ -172,15 +223,20 @@ def main():
     setting["description"] = C.describe(setting)
     verdict = {}
     for regime, rows in result.items():
-        switch_rows = {k: r for k, r in rows.items() if k != "shut_2x0.5_minus_1x0.7"}
+        switch_rows = {k: r for k, r in rows.items() if k != "shut_2x0.5_minus_1x0.7" and "sandwich" not in k}
         verdict[f"{regime}.shared_minus_alone_above_-0.5pt"] = all(
             r["paired"]["ci95"] is not None and r["paired"]["ci95"][0] > -0.005 for r in switch_rows.values())
+        sandwich_rows = [r for k, r in rows.items() if k.endswith("_sandwich")]
+        if sandwich_rows:
+            verdict[f"{regime}.sandwich_minus_alone_above_-0.5pt"] = all(
+                r["paired"]["ci95"] is not None and r["paired"]["ci95"][0] > -0.005 for r in sandwich_rows)
         gap = rows.get("shut_2x0.5_minus_1x0.7")
         if gap is not None:
             verdict[f"{regime}.shut_2x0.5_at_most_1pt_below_1x0.7"] = gap["diff_mean"] >= -0.01
         if "2x0.5_shut" in rows and "1x0.5" in rows:
             verdict[f"{regime}.2x0.5_above_1x0.5"] = rows["2x0.5_shut"]["top1_shared"] > rows["1x0.5"]["top1_shared"]
-    payload = {**result, "setting": setting, "met": verdict}
+    payload = {**result, "setting": setting, "met": verdict, "train_seconds": seconds,
+               "sandwich_update_shares": shares if "sandwich" in modes else None}
     C.write_json("switches.json", payload)
     lines = ["# One checkpoint, many switches (Fashion-MNIST, ResNet-20)", "", f"Setting: {setting['description']}", "",
              "Paired design: per seed, the shared checkpoint and each twin start from the same kernels and see the "
@@ -201,7 +257,14 @@ def main():
         gap = rows.get("shut_2x0.5_minus_1x0.7")
         if gap is not None:
             lines += ["", f"All-shut 2x0.5 minus 1x0.7 (shared checkpoints): {100 * gap['diff_mean']:+.2f} pt."]
+        if seconds.get(regime):
+            lines += ["", "Training time per shared checkpoint (mean over seeds, this machine): " + ", ".join(
+                f"{k} {v:.0f} s" for k, v in seconds[regime].items()) + "."]
         lines.append("")
+    if "sandwich" in modes:
+        lines += ["Sandwich rows: `<switch>_sandwich` is the sandwich checkpoint minus the twin trained for all "
+                  "epochs; `<switch>_sandwich_matched` minus a twin given the same number of updates (share of "
+                  "steps: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()) + ").", ""]
     lines += ["## Targets", "", "| target | met |", "|---|---|"]
     lines += [f"| {k} | {'yes' if v else 'no'} |" for k, v in verdict.items()]
     lines += ["", f"Command: `{setting['command']}`"]

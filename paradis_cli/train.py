@@ -59,6 +59,9 @@ def add_arguments(t) -> None:
     t.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     t.add_argument("--distillation-weight", type=non_negative_float, default=1.0)
     t.add_argument("--comm-weight", type=non_negative_float, default=4.0)
+    t.add_argument("--sandwich", type=non_negative_int, default=None, metavar="N",
+                   help="each step trains only the widest switch, the narrowest and N of the others (the sandwich "
+                        "rule: a step costs N + 2 switches, not all); default: every switch in every step")
     t.add_argument("--limit", type=positive_int, default=None,
                    help="training examples: fashion-mnist the first N (default all), folders a random subset drawn "
                         "with --seed (default all); sr N patches (default 1000); scenes N scenes (default 2000)")
@@ -143,7 +146,7 @@ def _fit(model, data, args):
     recalibrated per switch (a no-op for models without it); returns the budget used."""
     import keras
 
-    from paradis_tf.training import BudgetSchedule, RecalibratedValidation
+    from paradis_tf.training import BudgetSchedule, RecalibratedValidation, Sandwich
 
     steps_per_epoch = int(data.train.cardinality())
     asked = args.budget
@@ -161,6 +164,7 @@ def _fit(model, data, args):
         budget_schedule=BudgetSchedule(0, max(1, anneal * steps_per_epoch)),
         distillation_weight=args.distillation_weight,
         comm_weight=args.comm_weight,
+        sandwich=None if args.sandwich is None else Sandwich(middle=args.sandwich, seed=args.seed),
     )
     os.makedirs(args.out, exist_ok=True)
     callbacks = [

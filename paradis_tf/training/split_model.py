@@ -1,6 +1,7 @@
 """SplitModel: one functional model, one output per switch, one set of weights.
 
-``fit`` trains every switch in each step (ParaDiS): the widest switch (the
+``fit`` trains every switch in each step (ParaDiS; with a ``Sandwich``, the
+widest, the narrowest and a few of the others per step): the widest switch (the
 teacher) on the labels; every other switch on the labels plus the teacher's
 detached predictions (in-place distillation); and, for each switch with a
 traffic budget, a penalty that drives its expected traffic ratio (bytes over
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Mapping, Optional, Union
 
 import numpy as np
@@ -33,6 +35,7 @@ from paradis_tf.training._odd_batch import even_batch, needs_even_batches
 from paradis_tf.training.budget_schedule import BudgetSchedule
 from paradis_tf.training.gate_ranking import GateRanking
 from paradis_tf.training.link_budget import Link, LinkCost, LinkRatio, LinkTerm, SwitchLink
+from paradis_tf.training.sandwich import Sandwich
 from paradis_tf.training.task import Task
 
 __all__ = ["SplitModel"]
@@ -97,6 +100,7 @@ class _Plan:
         self.outputs = outputs  # {switch name: KerasTensor}
         self.switch_models = {}
         self.links = {}  # {(switch name, Link): SwitchLink}
+        self.active = None  # names of the switches this trace runs (a Sandwich window), None: all
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
@@ -321,6 +325,7 @@ class SplitModel(keras.Model):
         distillation_weight: float = 1.0,
         comm_weight: float = 4.0,
         gate_ranking: Optional[GateRanking] = None,
+        sandwich: Optional[Sandwich] = None,
         metrics=None,
         **kwargs,
     ):
@@ -349,6 +354,10 @@ class SplitModel(keras.Model):
             gate_ranking: what the byte-budget cut ranks gates by and when it
                 may change them (``GateRanking``; default: the logits, cut
                 at every step). Link budgets always rank by logits.
+            sandwich: which switches each step runs (``Sandwich``: the
+                widest, the narrowest and ``middle`` others, so a step
+                costs a few switches, not all); None runs every switch in
+                every step.
         """
         if metrics:
             raise ValueError(
@@ -378,6 +387,7 @@ class SplitModel(keras.Model):
         self._distillation_weight = float(distillation_weight)
         self._comm_weight = float(comm_weight)
         self._gate_ranking = GateRanking.coerce(gate_ranking)
+        self._sandwich = Sandwich.coerce(sandwich)
         # A Link budget logs milliseconds: the slowest device's annealed budget
         # and modelled time (its byte ratio is still the _comm metric).
         self._budget_trackers = {
@@ -397,8 +407,46 @@ class SplitModel(keras.Model):
             "distillation_weight": self._distillation_weight,
             "comm_weight": self._comm_weight,
             "gate_ranking": self._gate_ranking.get_config(),
+            "sandwich": None if self._sandwich is None else self._sandwich.get_config(),
         }
         super().compile(optimizer=optimizer, loss=None, **kwargs)
+        self.train_function = None  # a new sandwich (or none) needs new train functions
+
+    def make_train_function(self, force=False):
+        """The backend's train function; with a ``Sandwich``, one per window of
+        switches (each traced the first time it runs, with only those
+        switches in its graph) and a dispatcher that runs them in the
+        sandwich's order."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        sandwich = getattr(self, "_sandwich", None)
+        windows = sandwich.windows(self._switch_set.names) if sandwich is not None else ()
+        if len(windows) <= 1:
+            super().make_train_function(force=True)
+            return self.train_function
+        plan = self._plan
+        functions = []
+        for window in windows:
+            super().make_train_function(force=True)
+            functions.append(self.train_function)
+        order = sandwich.schedule(len(windows))
+
+        def train_function(*args, **kwargs):
+            n = next(order)
+            # Read while the window's function traces (call, compute_loss),
+            # so each trace holds only its window's switches.
+            plan.active = windows[n]
+            try:
+                with warnings.catch_warnings():
+                    # Expected: the switch-private weights (batch-norm scales) of
+                    # the switches a window leaves out get no gradient.
+                    warnings.filterwarnings("ignore", message="Gradients do not exist for variables")
+                    return functions[n](*args, **kwargs)
+            finally:
+                plan.active = None
+
+        self.train_function = train_function
+        return train_function
 
     def _resolve_budgets(self, budget) -> dict:
         if budget is None:
@@ -476,7 +524,12 @@ class SplitModel(keras.Model):
 
     def call(self, inputs, training=None, mask=None):
         self._apply_budget_cut(training=bool(training))
-        return super().call(inputs, training=training, mask=mask)
+        active = self._plan.active
+        if active is None or not training:
+            return super().call(inputs, training=training, mask=mask)
+        # A Sandwich window: only its switches' sub-graphs (each switch's
+        # path from the input is its own; they share weights, not tensors).
+        return {name: self.switch_model(name)(inputs, training=training) for name in active}
 
     def _apply_budget_cut(self, training=False):
         # Budgeted switches open the top gates that fit the current annealed
@@ -584,9 +637,9 @@ class SplitModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         names = self._switch_set.names
-        teacher = y_pred[names[0]]
+        teacher = y_pred[names[0]]  # the widest switch runs in every step, a Sandwich's too
         total = 0.0
-        for name in names:
+        for name in (n for n in names if n in y_pred):
             logits = y_pred[name]
             task = _weighted_mean(self._task_loss.call(y, ops.cast(logits, "float32")), sample_weight)
             self._trackers[name]["loss"].update_state(task)
@@ -634,7 +687,7 @@ class SplitModel(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         for name in self._switch_set.names:
-            if "metric" in self._trackers[name]:
+            if "metric" in self._trackers[name] and name in y_pred:
                 self._trackers[name]["metric"].update_state(y, y_pred[name], sample_weight)
         return self.get_metrics_result()
 

@@ -59,6 +59,7 @@ def test_train_end_to_end_writes_model_and_summary(tmp_path, fake_fashion_mnist,
     (["--lr", "nan"], "--lr: expected a number > 0, received 'nan'"),
     (["--width", "0"], "--width: expected a number > 0, received '0'"),
     (["--comm-weight", "-0.5"], "--comm-weight: expected a number >= 0, received '-0.5'"),
+    (["--sandwich", "-1"], "--sandwich: expected an integer >= 0, received '-1'"),
 ])
 def test_bad_values_are_usage_errors(tmp_path, flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -78,6 +79,19 @@ def test_link_budget_from_the_command_line(tmp_path, fake_fashion_mnist, capsys)
                            (["--link-mbps", "200", "--link-latency-ms", "2", "--budget", "0.2"], "exclude each other")):
         assert main(["train", "--model", "resnet20", "--out", str(tmp_path / "o")] + flags) == 2
         assert message in capsys.readouterr().err
+
+
+def test_sandwich_from_the_command_line(tmp_path, fake_fashion_mnist, capsys):
+    import zipfile
+
+    out = tmp_path / "run"
+    code = main(["train", "--model", "resnet20", "--width", "0.25", "--switches", "1x1.0,2x0.5,4x0.25,1x0.5",
+                 "--gates", "shut", "--sandwich", "1", "--seed", "3", "--epochs", "1", "--batch-size", "32",
+                 "--finetune-epochs", "0", "--recalibrate-batches", "1", "--out", str(out), "--verbose", "0"])
+    assert code == 0, capsys.readouterr().err
+    with zipfile.ZipFile(out / "checkpoint.keras") as z:
+        config = json.loads(z.read("config.json"))
+    assert config["compile_config"]["sandwich"] == {"middle": 1, "seed": 3}
 
 
 def test_bad_arguments_exit_2_with_a_message(tmp_path, fake_fashion_mnist, capsys):
