@@ -224,8 +224,9 @@ def main():
     verdict = {}
     for regime, rows in result.items():
         switch_rows = {k: r for k, r in rows.items() if k != "shut_2x0.5_minus_1x0.7" and "sandwich" not in k}
-        verdict[f"{regime}.shared_minus_alone_above_-0.5pt"] = all(
-            r["paired"]["ci95"] is not None and r["paired"]["ci95"][0] > -0.005 for r in switch_rows.values())
+        if switch_rows:
+            verdict[f"{regime}.shared_minus_alone_above_-0.5pt"] = all(
+                r["paired"]["ci95"] is not None and r["paired"]["ci95"][0] > -0.005 for r in switch_rows.values())
         sandwich_rows = [r for k, r in rows.items() if k.endswith("_sandwich")]
         if sandwich_rows:
             verdict[f"{regime}.sandwich_minus_alone_above_-0.5pt"] = all(
