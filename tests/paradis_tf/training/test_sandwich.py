@@ -42,13 +42,15 @@ def test_bad_arguments_name_the_value(kwargs, match):
         Sandwich(**kwargs)
 
 
-def test_config_round_trips_and_compile_saves_it():
+def test_config_round_trips_and_compile_saves_it(tmp_path):
     s = Sandwich(middle=2, seed=7)
     assert Sandwich.from_config(s.get_config()) == s
     assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s)) == s
     model = tiny_resnet("1x1.0,2x0.5,0.5+0.3+0.2,4x0.25", gates="shut")
     model.compile(optimizer="adam", sandwich=s)
     assert model.get_compile_config()["sandwich"] == {"middle": 2, "seed": 7}
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras")._sandwich == s
     with pytest.raises(ValueError, match="sandwich must be a Sandwich"):
         model.compile(optimizer="adam", sandwich=2)
 
