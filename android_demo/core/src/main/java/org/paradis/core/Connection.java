@@ -8,7 +8,9 @@ import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.security.SecureRandom;
 import java.util.Arrays;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
 
 /**
  * One TCP connection between this device and one peer device of one graph (FRAME_FORMAT.md sections 5-7): the
@@ -54,6 +56,8 @@ final class Connection {
     private final byte[] nonce = new byte[32];
     private final Object writeLock = new Object();
     private final LinkedBlockingQueue<byte[]> queue = new LinkedBlockingQueue<byte[]>();
+    /** Counted down when the reader thread has finished with the socket (end of stream, error, or close). */
+    private final CountDownLatch readerDone = new CountDownLatch(1);
     private final InputStream in;
     private final OutputStream out;
 
@@ -158,9 +162,44 @@ final class Connection {
     }
 
     void close(String reason, int code, boolean remote) {
+        if (stopWriting()) {
+            release(reason, code, remote);
+        }
+    }
+
+    /**
+     * The first half of a graceful leave (see {@link Peer#stop}): the ERROR frame, then the end of writing; the
+     * reader thread goes on reading and dropping until the other side closes. False if already closed.
+     */
+    boolean announce(int code, String detail) {
+        if (closed) {
+            return false;
+        }
+        try {
+            write(Frames.encodeError(code, detail, Frames.NO_TENSOR, 0));
+        } catch (IOException e) {
+            // the peer is gone already: the reader sees the end
+        }
+        return stopWriting();
+    }
+
+    /**
+     * Waits until the reader thread has read the other side's end of stream (or failed), at most until
+     * {@code deadline} (System.nanoTime()).
+     */
+    void awaitReaderDone(long deadline) {
+        try {
+            readerDone.await(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Marks the connection closed and shuts down writing; false if it already was. */
+    private boolean stopWriting() {
         synchronized (this) {
             if (closed) {
-                return;
+                return false;
             }
             closed = true;
         }
@@ -170,6 +209,10 @@ final class Connection {
         } catch (IOException e) {
             // already shut: the close below is what matters
         }
+        return true;
+    }
+
+    void release(String reason, int code, boolean remote) {
         try {
             sock.close();
         } catch (IOException e) {
@@ -311,7 +354,20 @@ final class Connection {
         writer.start();
         ready = true;
         node.connectionReady(this);
-        loop();
+        try {
+            loop();
+            // Closed by a graceful leave (announce): read and drop what the other side still sends until it
+            // closes, so the socket never closes with unread bytes (the kernel would answer with a reset,
+            // which can reach the other side before its reader has taken the ERROR frame, and discard it).
+            byte[] sink = new byte[65536];
+            while (in.read(sink) >= 0) {
+                // dropped
+            }
+        } catch (IOException e) {
+            // the end either way
+        } finally {
+            readerDone.countDown();
+        }
     }
 
     private void loop() {

@@ -33,6 +33,12 @@ import java.util.concurrent.LinkedBlockingQueue;
 public final class Peer {
     private static final int RING = 256;  // dropped request ids remembered per graph (section 7)
     private static final long TICK_MS = 50;
+    /**
+     * A graceful leave waits up to this long (all connections together) for the other sides to close after
+     * SHUTTING_DOWN, so that the frame is read, not lost to a reset; a receiver on a loaded machine may take
+     * several hundred ms.
+     */
+    private static final long LEAVE_LINGER_NS = 1_000_000_000L;
 
     /** What a peer reports; every method has a default so an app overrides what it shows. */
     public interface Listener {
@@ -281,12 +287,24 @@ public final class Peer {
         synchronized (lock) {
             open = new ArrayList<Connection>(all);
         }
+        // SHUTTING_DOWN and the end of writing on every connection first, then one linger for all of them.
+        List<Connection> leaving = new ArrayList<Connection>();
+        String detail = "device " + device + " is leaving";
         for (Connection c : open) {
             if (graceful && c.ready) {
-                c.fail(ErrorCode.SHUTTING_DOWN, "device " + device + " is leaving", Frames.NO_TENSOR, 0);
+                if (c.announce(ErrorCode.SHUTTING_DOWN, detail)) {
+                    leaving.add(c);
+                }
             } else {
                 c.close("stopped", 0, false);
             }
+        }
+        long deadline = System.nanoTime() + LEAVE_LINGER_NS;
+        for (Connection c : leaving) {
+            c.awaitReaderDone(deadline);
+        }
+        for (Connection c : leaving) {
+            c.release(ErrorCode.name(ErrorCode.SHUTTING_DOWN) + ": " + detail, ErrorCode.SHUTTING_DOWN, false);
         }
         if (server != null) {
             try {
