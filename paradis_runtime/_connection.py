@@ -33,6 +33,9 @@ log = logging.getLogger("paradis.peer")
 
 _READY_TYPES = (FrameType.TENSOR, FrameType.ERROR, FrameType.HEARTBEAT, FrameType.CANCEL)
 _HEARTBEAT = encode_header(Header(type=FrameType.HEARTBEAT))
+# A refused handshake lingers up to this long for the dialer to close (a
+# stranger trickling bytes holds only its own connection's thread).
+_REFUSE_LINGER_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -342,9 +345,18 @@ class Connection:
             self.send(_HEARTBEAT)
 
     # -- closing -------------------------------------------------------------
-    def fail(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0) -> None:
-        """A violation: one ERROR frame (not waited for), shut down writing, close, report."""
+    def fail(self, code: int, detail: str, tensor_id: Optional[int] = None, request_id: int = 0,
+             linger: float = 0.0) -> None:
+        """A violation: one ERROR frame (not waited for), shut down writing, close, report.
+
+        ``linger`` > 0: before closing, read and drop what the other side
+        still sends until it closes, at most that long (see ``leave``: a
+        refused handshake's ERROR then reaches a dialer that is still
+        writing, rather than a reset in its place). Only from the thread
+        that reads this connection."""
         if self._announce(code, detail, tensor_id, request_id):
+            if linger > 0:
+                _drain([getattr(self.sock, "raw", self.sock)], linger)
             self._release(_reason(code, detail), code, remote=False)
 
     def close(self, reason: str, code: Optional[int] = None, remote: bool = False) -> None:
@@ -467,11 +479,12 @@ class Connection:
         try:
             self._handshake()
         except socket.timeout:
-            self.fail(ErrorCode.HANDSHAKE_TIMEOUT, f"no complete handshake within {self.config.handshake_timeout} s")
+            self.fail(ErrorCode.HANDSHAKE_TIMEOUT, f"no complete handshake within {self.config.handshake_timeout} s",
+                      linger=_REFUSE_LINGER_S)
             self.node._handshake_failed(self, HandshakeRefused(ErrorCode.HANDSHAKE_TIMEOUT, "timeout", False))
             return
         except FrameError as e:
-            self.fail(e.code, e.detail)
+            self.fail(e.code, e.detail, linger=_REFUSE_LINGER_S)
             self.node._handshake_failed(self, HandshakeRefused(e.code, e.detail, remote=False))
             return
         except HandshakeRefused as e:
