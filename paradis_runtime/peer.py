@@ -187,6 +187,12 @@ class Peer:
         if not self._running:
             return
         self._running = False
+        # No new connection while leaving: a coordinator that has just read
+        # SHUTTING_DOWN may redial at once, and a handshake completed during
+        # the linger would bring this device back for a moment, then lose it
+        # to the exit (a reset, not SHUTTING_DOWN, in the coordinator's log).
+        if self._listener is not None:
+            self._listener.close()
         with self._lock:
             conns = list(self._conns.values())
         if graceful:
@@ -194,8 +200,6 @@ class Peer:
         else:
             for c in conns:
                 c.close("stopped")
-        if self._listener is not None:
-            self._listener.close()
         self._work.put(None)
         with self._cond:
             self._cond.notify_all()
@@ -217,6 +221,9 @@ class Peer:
             except socket.timeout:
                 continue
             except OSError:
+                return
+            if not self._running:
+                sock.close()  # leaving (stop closed the listener while accept returned)
                 return
             with self._lock:
                 if self._pending >= self.config.max_pending:
@@ -288,6 +295,11 @@ class Peer:
 
     def _connection_ready(self, conn: Connection) -> None:
         self._uncount(conn)
+        if not self._running:
+            # A handshake that completed while leaving: the other side reads
+            # SHUTTING_DOWN, as from every connection the leave found.
+            conn.fail(ErrorCode.SHUTTING_DOWN, f"device {self.device} is leaving")
+            return
         key = (conn.program.sha256, conn.peer)
         with self._cond:
             old = self._conns.get(key)

@@ -283,6 +283,15 @@ public final class Peer {
             return;
         }
         running = false;
+        // No new connection while leaving: a coordinator that has just read SHUTTING_DOWN may redial at once,
+        // and a handshake completed during the linger would bring this device back for a moment.
+        if (server != null) {
+            try {
+                server.close();
+            } catch (IOException e) {
+                // closing: nothing more to do with it
+            }
+        }
         List<Connection> open;
         synchronized (lock) {
             open = new ArrayList<Connection>(all);
@@ -305,13 +314,6 @@ public final class Peer {
         }
         for (Connection c : leaving) {
             c.release(ErrorCode.name(ErrorCode.SHUTTING_DOWN) + ": " + detail, ErrorCode.SHUTTING_DOWN, false);
-        }
-        if (server != null) {
-            try {
-                server.close();
-            } catch (IOException e) {
-                // closing: nothing more to do with it
-            }
         }
         work.add(new Object[0]);
         synchronized (lock) {
@@ -368,6 +370,10 @@ public final class Peer {
             } catch (SocketTimeoutException e) {
                 continue;
             } catch (IOException e) {
+                return;
+            }
+            if (!running) {
+                close(sock);  // leaving (stop closed the server while accept returned)
                 return;
             }
             synchronized (lock) {
@@ -488,6 +494,11 @@ public final class Peer {
 
     void connectionReady(Connection conn) {
         uncount(conn);
+        if (!running) {
+            // A handshake that completed while leaving: the other side reads SHUTTING_DOWN too.
+            conn.fail(ErrorCode.SHUTTING_DOWN, "device " + device + " is leaving", Frames.NO_TENSOR, 0);
+            return;
+        }
         String k = key(conn.program, conn.peer);
         Connection old;
         synchronized (lock) {
