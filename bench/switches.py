@@ -34,8 +34,8 @@ the rule saves. The training time of each checkpoint is reported
 Presets: ``--preset cpu`` trains 12 epochs (3x accuracy_comm's 4, where the
 twins have converged) on 20,000 images; ``--preset gpu`` the full data.
 ``--modes shut`` (or ``learned``, or ``sandwich``) trains some of the
-shared checkpoints only. Runs are stored in bench/.runs, so a later invocation reuses them;
-``--cached-only`` reports the stored runs and starts none; ``--regimes R
+shared checkpoints only. Runs are stored in bench/.runs, so a later
+invocation reuses them; ``--cached-only`` reports the stored runs and starts none; ``--regimes R
 --merge`` keeps the stored results of the other regimes (same setting,
 recipes and backend only). Writes docs/results/switches.json, .md.
 """
@@ -98,6 +98,17 @@ def run(width, switches, mode, seed, setting, data, twin_width=None, epochs=None
                                 **kw)
 
 
+def _twin_width(width, switch):
+    """The width of a single-device switch's twin: a narrower network with
+    the channel counts of the switch's slice (None for a multi-device one)."""
+    return None if switch in MULTI else width * Switch.parse(switch).total_width
+
+
+def _above(rows, bound=-0.005):
+    """Whether every row's paired 95 % interval lies above ``bound``."""
+    return all(r["paired"]["ci95"] is not None and r["paired"]["ci95"][0] > bound for r in rows)
+
+
 def _row(shared_runs, alone_runs, switch, checkpoint):
     seeds = [s for s in sorted(shared_runs) if s in alone_runs]
     shared = [shared_runs[s][switch]["top1"] for s in seeds]
@@ -150,9 +161,8 @@ def main():
             for switch in SWITCHES:
                 if switch in MULTI:
                     continue
-                # Single-device twins do not depend on the gate mode: a
-                # narrower network with the channel counts of the switch's slice.
-                twin_width = width * Switch.parse(switch).total_width
+                # Single-device twins do not depend on the gate mode.
+                twin_width = _twin_width(width, switch)
                 key = f"{tag}/{regime}_alone_{switch}_single_{seed}"
                 rec = cached(key, lambda: run(width, "1x1.0", "shut", seed, setting, data, twin_width),
                              f"{regime} seed {seed} alone {switch}")
@@ -182,7 +192,7 @@ def main():
                     if epochs == setting["epochs"]:
                         continue
                     single = switch not in MULTI
-                    twin_width = width * Switch.parse(switch).total_width if single else None
+                    twin_width = _twin_width(width, switch)
                     key = f"{tag}/{regime}_alone_{switch}_{'single' if single else twin_mode}_e{epochs}_{seed}{suffix}"
                     rec = cached(key, lambda: run(width, "1x1.0" if single else switch, twin_mode, seed, setting,
                                                   data, twin_width, epochs=epochs),
@@ -225,12 +235,10 @@ def main():
     for regime, rows in result.items():
         switch_rows = {k: r for k, r in rows.items() if k != "shut_2x0.5_minus_1x0.7" and "sandwich" not in k}
         if switch_rows:
-            verdict[f"{regime}.shared_minus_alone_above_-0.5pt"] = all(
-                r["paired"]["ci95"] is not None and r["paired"]["ci95"][0] > -0.005 for r in switch_rows.values())
+            verdict[f"{regime}.shared_minus_alone_above_-0.5pt"] = _above(switch_rows.values())
         sandwich_rows = [r for k, r in rows.items() if k.endswith("_sandwich")]
         if sandwich_rows:
-            verdict[f"{regime}.sandwich_minus_alone_above_-0.5pt"] = all(
-                r["paired"]["ci95"] is not None and r["paired"]["ci95"][0] > -0.005 for r in sandwich_rows)
+            verdict[f"{regime}.sandwich_minus_alone_above_-0.5pt"] = _above(sandwich_rows)
         gap = rows.get("shut_2x0.5_minus_1x0.7")
         if gap is not None:
             verdict[f"{regime}.shut_2x0.5_at_most_1pt_below_1x0.7"] = gap["diff_mean"] >= -0.01

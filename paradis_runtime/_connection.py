@@ -355,9 +355,7 @@ class Connection:
         writing, rather than a reset in its place). Only from the thread
         that reads this connection."""
         if self._announce(code, detail, tensor_id, request_id):
-            if linger > 0:
-                _drain([getattr(self.sock, "raw", self.sock)], linger)
-            self._release(_reason(code, detail), code, remote=False)
+            _linger_and_release([self], code, detail, linger)
 
     def close(self, reason: str, code: Optional[int] = None, remote: bool = False) -> None:
         if self._stop_writing():
@@ -565,8 +563,14 @@ def leave(conns, code: int, detail: str, linger: float) -> None:
     receiver may take a while to read and close, so all connections linger
     together (one ``linger`` for the whole leave, not one per connection).
     """
-    announced = [c for c in conns if c._announce(code, detail)]
-    _drain([getattr(c.sock, "raw", c.sock) for c in announced], linger)  # below TLS when there is one
+    _linger_and_release([c for c in conns if c._announce(code, detail)], code, detail, linger)
+
+
+def _linger_and_release(announced, code: int, detail: str, linger: float) -> None:
+    """Drains the connections that announced ``code`` (up to ``linger``
+    seconds in all), then closes and reports them."""
+    if linger > 0:
+        _drain([getattr(c.sock, "raw", c.sock) for c in announced], linger)  # below TLS when there is one
     for c in announced:
         c._release(_reason(code, detail), code, remote=False)
 

@@ -6,18 +6,21 @@ import pytest
 from keras import ops
 
 from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNormalization
+from paradis_tf.switches import SwitchSet
 from paradis_tf.training import Sandwich
 from tests.paradis_tf.training.helpers import tiny_resnet, toy_data
 
-NAMES = ("1x1.0", "1x0.7", "1x0.5", "2x0.5", "4x0.25")
+# SwitchSet order: widest first (total width, then fewest devices), so the narrowest is 1x0.5.
+NAMES = SwitchSet("1x1.0,1x0.7,1x0.5,2x0.5,4x0.25").names
 
 
 def test_windows_keep_the_widest_and_the_narrowest_and_slide_over_the_middle():
+    assert NAMES == ("1x1.0", "2x0.5", "4x0.25", "1x0.7", "1x0.5")
     assert Sandwich(middle=1).windows(NAMES) == (
-        ("1x1.0", "1x0.7", "4x0.25"), ("1x1.0", "1x0.5", "4x0.25"), ("1x1.0", "2x0.5", "4x0.25"))
+        ("1x1.0", "2x0.5", "1x0.5"), ("1x1.0", "4x0.25", "1x0.5"), ("1x1.0", "1x0.7", "1x0.5"))
     # Windows wrap around and keep the SwitchSet order.
-    assert Sandwich(middle=2).windows(NAMES)[-1] == ("1x1.0", "1x0.7", "2x0.5", "4x0.25")
-    assert Sandwich(middle=0).windows(NAMES) == (("1x1.0", "4x0.25"),)
+    assert Sandwich(middle=2).windows(NAMES)[-1] == ("1x1.0", "2x0.5", "1x0.7", "1x0.5")
+    assert Sandwich(middle=0).windows(NAMES) == (("1x1.0", "1x0.5"),)
     # Nothing to sample: one window of every switch (the default training).
     assert Sandwich(middle=3).windows(NAMES) == (NAMES,)
     assert Sandwich(middle=0).windows(NAMES[:2]) == (NAMES[:2],)
