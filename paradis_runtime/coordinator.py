@@ -257,7 +257,7 @@ class Coordinator:
             frame = program.frame(program.input_name, rid, wire)
             t0 = time.monotonic()
             for d in targets:
-                self.peer.send_to(program, d, frame, wait=0)
+                self.peer.send_to(program, d, frame, hold=0)
             p.state.wire_s += time.monotonic() - t0
         self.peer.kick(program, rid)
 
@@ -288,7 +288,7 @@ class Coordinator:
         self.peer.abandon(p.program, p.rid)
         frame = encode_header(Header(type=FrameType.CANCEL, request_id=p.rid))
         for d in p.program.neighbours:
-            self.peer.send_to(p.program, d, frame, wait=0)
+            self.peer.send_to(p.program, d, frame, hold=0)
 
     def _retry_or_fail(self, p: _Pending, why: str) -> None:
         if p.attempts < _MAX_ATTEMPTS and not self._closed:

@@ -39,6 +39,9 @@ log = logging.getLogger("paradis.peer")
 
 _RING = 256  # finished request ids remembered per graph (section 7)
 _TICK_S = 0.05
+# Frames held for one missing connection, per live request a peer may hold
+# (a stage sends at most a few tensors to one device per request).
+_HELD_PER_REQUEST = 4
 
 
 # A graceful leave waits up to this long (all connections together) for the
@@ -125,11 +128,16 @@ class Peer:
         self._by_sha = {p.sha256: p for p in programs}
         self._tables = {p.sha256: _Requests() for p in programs}
         self._conns: dict = {}  # (sha256, peer device) -> ready Connection
-        # Keys whose ready connection closed and has not come back. A send to
-        # one fails at once instead of waiting peer_deadline for a connection:
-        # the wait runs on the compute thread, so waiting there would hold
-        # every other request (of every switch) behind a device known gone.
-        self._lost: set = set()
+        # Frames for a device with no ready connection (being made, or lost
+        # and redialed), oldest first: (sha256, peer device) -> deque of
+        # (monotonic deadline, frame). They go out when the connection is
+        # made and are dropped at their deadline (the tick). A send never
+        # waits: it runs on the compute thread, where a wait would hold every
+        # other request (of every switch) behind one missing device, and a
+        # link between two peers that drops and comes back within the peer
+        # deadline loses no frame (the coordinator cannot see that link: it
+        # may send a request while the two peers still redial each other).
+        self._held: dict = {}
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._work: queue.SimpleQueue = queue.SimpleQueue()
@@ -304,7 +312,7 @@ class Peer:
         with self._cond:
             old = self._conns.get(key)
             self._conns[key] = conn
-            self._lost.discard(key)
+            held = self._held.pop(key, ())
             self.dial_errors.pop(key, None)
             if conn.peer == conn.program.input_device and not conn.program.is_input:
                 # A new HELLO from the input device: its request ids start afresh (section 7).
@@ -312,6 +320,10 @@ class Peer:
             self._cond.notify_all()
         if old is not None:
             old.close("replaced by a newer connection from the same device")
+        now = time.monotonic()
+        for deadline, frame in held:
+            if deadline >= now:
+                conn.send(frame)
         log.info("device %d: connected to device %d (%s) at %s", self.device, conn.peer, conn.program.switch,
                  conn.address)
         if self.on_peer_ready:
@@ -327,7 +339,6 @@ class Peer:
             current = self._conns.get(key) is conn
             if current:
                 del self._conns[key]
-                self._lost.add(key)
         if not current:
             return
         if self._running:
@@ -335,26 +346,29 @@ class Peer:
         if self.on_peer_lost and self._running:
             self.on_peer_lost(conn.program, conn.peer, reason, code)
 
-    def _wait_connection(self, program: DeviceProgram, device: int, timeout: float) -> Optional[Connection]:
+    def send_to(self, program: DeviceProgram, device: int, frame: bytes, hold: Optional[float] = None) -> bool:
+        """One whole frame to ``device`` on ``program``'s connection, never
+        waiting. With no ready connection the frame is held up to ``hold``
+        seconds (default peer_deadline; 0: not held) and sent when one is
+        made. False if the frame was neither sent nor held."""
         key = (program.sha256, device)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._running and key not in self._conns:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-            return self._conns.get(key)
-
-    def send_to(self, program: DeviceProgram, device: int, frame: bytes, wait: Optional[float] = None) -> bool:
-        """One whole frame to ``device`` on ``program``'s connection; waits
-        up to ``wait`` (default peer_deadline) for one still being made, not
-        for one that was lost."""
-        if wait is None:
-            with self._lock:
-                wait = 0.0 if (program.sha256, device) in self._lost else self.config.peer_deadline
-        conn = self._wait_connection(program, device, wait)
-        return conn is not None and conn.send(frame)
+        with self._lock:
+            conn = self._conns.get(key)
+        if conn is not None and conn.send(frame):
+            return True
+        if hold is None:
+            hold = self.config.peer_deadline
+        with self._lock:
+            conn = self._conns.get(key)  # made (and its held frames sent) since the look above
+            if conn is None:
+                if hold <= 0 or not self._running:
+                    return False
+                held = self._held.setdefault(key, collections.deque())
+                if len(held) >= self.config.max_inflight * _HELD_PER_REQUEST:
+                    held.popleft()  # the oldest belongs to a request the input device gives up first
+                held.append((time.monotonic() + hold, frame))
+                return True
+        return conn.send(frame)
 
     # -- frames ----------------------------------------------------------------
     def _frame(self, conn: Connection, h: Header, payload) -> None:
@@ -529,6 +543,19 @@ class Peer:
                         if now - st.created > self.config.request_deadline:
                             table.drop(rid)
                             expired.append((program, rid))
+                dropped = []
+                for key, held in list(self._held.items()):
+                    n = 0
+                    while held and held[0][0] < now:
+                        held.popleft()
+                        n += 1
+                    if not held:
+                        del self._held[key]
+                    if n:
+                        dropped.append((key[1], n))
+            for device, n in dropped:
+                log.warning("device %d: dropped %d frame(s) for device %d: no connection to it within %g s",
+                            self.device, n, device, self.config.peer_deadline)
             for c in conns:
                 c.heartbeat(now)
             for program, rid in expired:
