@@ -18,6 +18,17 @@ import time
 
 import numpy as np
 
+# Gate rankings tried at budget 0.2 (paradis_tf.training.GateRanking arguments):
+# variants disco_0.2_<name> of bench/accuracy_comm.py and bench/tasks.py.
+GATE_RECIPES = {
+    "recut50": {"recut_every": 50},
+    "hysteresis": {"hysteresis": 0.5},
+    "ema": {"score": "ema", "ema_decay": 0.99},
+    "freeze": {"freeze_after_anneal": True},
+    "wnorm": {"score": "weight_norm"},
+    "count": {"penalty": "count"},
+}
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "docs", "results")

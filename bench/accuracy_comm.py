@@ -56,15 +56,8 @@ import _common as C  # noqa: E402
 
 REGIMES = {"narrow": {"devices": 4, "width": 0.25}, "mid": {"devices": 2, "width": 0.5},
            "full": {"devices": 2, "width": 1.0}}
-# Gate rankings tried at budget 0.2 (paradis_tf.training.GateRanking arguments).
-RECIPES = {
-    "recut50": {"recut_every": 50},
-    "hysteresis": {"hysteresis": 0.5},
-    "ema": {"score": "ema", "ema_decay": 0.99},
-    "freeze": {"freeze_after_anneal": True},
-    "wnorm": {"score": "weight_norm"},
-    "count": {"penalty": "count"},
-}
+# Gate rankings tried at budget 0.2 (shared with bench/tasks.py).
+RECIPES = C.GATE_RECIPES
 VARIANTS = (("unsplit", "dense_tp", "independent", "random_0.2", "random_annealed_0.2", "disco_0.5", "disco_0.2",
              "disco_0.1") + tuple(f"disco_0.2_{r}" for r in RECIPES) + ("disco_link",))
 # What `--variants` runs unless told otherwise: the rows the targets read and

@@ -66,7 +66,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
 TASKS = ("vit", "wdsr", "segmentation", "detection")
-VARIANTS = ("unsplit", "dense_tp", "independent", "random_0.2", "disco_0.2")
+DEFAULT_VARIANTS = ("unsplit", "dense_tp", "independent", "random_0.2", "disco_0.2")
+# disco_0.2 with another gate ranking (C.GATE_RECIPES): asked for by name.
+VARIANTS = DEFAULT_VARIANTS + tuple(f"disco_0.2_{r}" for r in C.GATE_RECIPES)
 BUDGET = 0.2
 # Each task's headline metric (a fraction for top1/miou/map50, dB for psnr).
 METRIC = {"vit": "top1", "wdsr": "psnr", "segmentation": "miou", "detection": "map50"}
@@ -193,9 +195,14 @@ def train(model, data, setting, seed, variant, augment, xla=True):
                 var.trainable = False  # out of the optimizer: set before compile builds it
     elif variant.startswith("disco_"):
         budget = float(variant.split("_")[1])
+    extra = {}
+    if variant.startswith("disco_") and variant.count("_") == 2:  # disco_<budget>_<ranking>
+        from paradis_tf.training import GateRanking
+
+        extra["gate_ranking"] = GateRanking(**C.GATE_RECIPES[variant.rsplit("_", 1)[1]])
     jit = xla if keras.backend.backend() == "tensorflow" else "auto"
     model.compile(optimizer=keras.optimizers.Adam(schedule), budget=budget,
-                  budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit)
+                  budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit, **extra)
     if variant.startswith("random_"):
         model.finalize_gates(budget=float(variant.split("_")[1]))
     model.fit(batches, epochs=epochs - finetune, verbose=0)
@@ -521,7 +528,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {list(TASKS)}")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, from {list(VARIANTS)}")
     parser.add_argument("--seeds", type=int, default=None)
     for key in TASK_KEYS:
         parser.add_argument("--" + key.replace("_", "-"), type=float if key == "lr" else int, default=None,
