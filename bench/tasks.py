@@ -196,10 +196,11 @@ def train(model, data, setting, seed, variant, augment, xla=True):
     elif variant.startswith("disco_"):
         budget = float(variant.split("_")[1])
     extra = {}
-    if variant.startswith("disco_") and variant.count("_") == 2:  # disco_<budget>_<ranking>
+    ranking = variant_ranking(variant)
+    if ranking is not None:
         from paradis_tf.training import GateRanking
 
-        extra["gate_ranking"] = GateRanking(**C.GATE_RECIPES[variant.rsplit("_", 1)[1]])
+        extra["gate_ranking"] = GateRanking(**ranking)
     jit = xla if keras.backend.backend() == "tensorflow" else "auto"
     model.compile(optimizer=keras.optimizers.Adam(schedule), budget=budget,
                   budget_schedule=BudgetSchedule(0, anneal_end), jit_compile=jit, **extra)
@@ -313,6 +314,14 @@ def tflite_latency(model, sample, runs):
     except Exception as e:  # noqa: BLE001 - any exporter refusal is recorded, not fatal
         reason = f"{type(e).__name__}: {e}".strip().splitlines()[0]
         return None, reason[:300]
+
+
+def variant_ranking(variant):
+    """GateRanking arguments of ``disco_<budget>_<ranking>``; None for the
+    library's default ranking and for variants without learned gates."""
+    if not variant.startswith("disco_") or variant.count("_") != 2:
+        return None
+    return C.GATE_RECIPES[variant.rsplit("_", 1)[1]]
 
 
 def variant_gates(variant):

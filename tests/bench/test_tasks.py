@@ -98,6 +98,10 @@ def test_run_keys_and_arguments(tasks):
     assert tasks.run_key("cpu", "vit", s, "unsplit", 0) != tasks.run_key("cpu", "vit", dict(s, epochs=1), "unsplit", 0)
     with pytest.raises(SystemExit, match="--tasks: unknown"):
         tasks.parse_args(["--tasks", "vit,cifar"])
+    assert tasks.parse_args([]).variants.split(",") == list(tasks.DEFAULT_VARIANTS)
+    assert tasks.parse_args(["--variants", "disco_0.2_freeze"]).variants == "disco_0.2_freeze"
+    assert tasks.variant_ranking("disco_0.2_freeze") == {"freeze_after_anneal": True}
+    assert tasks.variant_ranking("disco_0.2") is None and tasks.variant_ranking("random_0.2") is None
     args = tasks.parse_args(["--epochs", "1", "--tasks", "wdsr"])
     assert tasks.task_setting("gpu", "wdsr", args)["epochs"] == 1
 
