@@ -127,6 +127,19 @@ def test_java_peer_matches_the_reference_executor_bit_for_bit(classes, bundles, 
     assert f"device 1: bundle id {bundle_id(bundle)}" in log, log[-2000:]
 
 
+def test_a_dropped_link_from_the_java_peer_loses_no_request(classes, bundles, tmp_path):
+    # Java device 1 reaches the Python device 2 through a relay that drops
+    # their link for 0.5 s: frames wait for the link (held up to the peer
+    # deadline), none is lost (tests/paradis_runtime/test_peer.py, same check
+    # with a Python device 1).
+    from tests.paradis_runtime.test_peer import drop_the_link_between_devices_1_and_2
+
+    def java(bundle, device, peers, key, *extra, log):
+        return JavaPeer(classes, bundle, device, peers, key, log, *extra)
+
+    drop_the_link_between_devices_1_and_2(bundles / "float32", tmp_path, device1=java)
+
+
 def run_java_device0(classes, bundle, peers: str, key: Path, x: np.ndarray, folder: Path, *extra) -> tuple:
     """``org.paradis.core.Main --device 0`` (the Java coordinator) on ``x``; returns (exit code, stdout + stderr,
     the fused outputs it wrote, or None)."""

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,3 +93,75 @@ def peers(bundle, count: int, folder: Path, extra=()):
     finally:
         for p in procs:
             p.stop()
+
+
+class Relay:
+    """A TCP relay on loopback in front of one peer's listener: the network
+    path between two peers, which can drop its connections and stay dark for
+    a while (``cut``), as Wi-Fi does, while the peers' other links stay up."""
+
+    def __init__(self, target: tuple):
+        self.target = target
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._lock = threading.Lock()
+        self._pairs: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.sock.accept()
+            except OSError:
+                return
+            self._open.wait()  # dark: the dialer's connect succeeds, its handshake waits
+            try:
+                b = socket.create_connection(self.target)
+            except OSError:  # the peer behind is not listening yet: the dialer sees an end and redials
+                a.close()
+                continue
+            with self._lock:
+                self._pairs.append((a, b))
+            for src, dst in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self, dark: float) -> None:
+        """Ends every relayed connection (both peers read an end of stream)
+        and relays nothing new for ``dark`` seconds."""
+        self._open.clear()
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        threading.Timer(dark, self._open.set).start()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.cut(0)
+
+
+def wait_for_line(path, text, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"{path.name}: no {text!r} within {timeout} s:\n{path.read_text()}"
+        time.sleep(0.01)
+

@@ -4,7 +4,6 @@ leaves in the middle of a stream."""
 
 import signal
 import socket
-import threading
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ from paradis_runtime.frames import (
     encode_hello, tensor_frame,
 )
 from tests.paradis_export.helpers import real_images, seeded_bundles
-from tests.paradis_runtime.peers import KEY, PeerProcess, free_ports, key_file, peers
+from tests.paradis_runtime.peers import KEY, PeerProcess, Relay, free_ports, key_file, peers, wait_for_line
 
 SWITCHES = "1x1.0,2x0.5,4x0.25,0.5+0.3+0.2"
 
@@ -226,84 +225,15 @@ def test_a_killed_peer_moves_the_stream_to_the_fallback_and_back(bundles, tmp_pa
             assert session.run(x[0], timeout=10).switch == "0.5+0.3+0.2"
 
 
-class _Relay:
-    """A TCP relay on loopback in front of one peer's listener: the network
-    path between two peers, which can drop its connections and stay dark for
-    a while (``cut``), as Wi-Fi does, while the peers' other links stay up."""
-
-    def __init__(self, target: tuple):
-        self.target = target
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self._open = threading.Event()
-        self._open.set()
-        self._lock = threading.Lock()
-        self._pairs: list = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                a, _ = self.sock.accept()
-            except OSError:
-                return
-            self._open.wait()  # dark: the dialer's connect succeeds, its handshake waits
-            try:
-                b = socket.create_connection(self.target)
-            except OSError:  # the peer behind is not listening yet: the dialer sees an end and redials
-                a.close()
-                continue
-            with self._lock:
-                self._pairs.append((a, b))
-            for src, dst in ((a, b), (b, a)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        try:
-            while chunk := src.recv(65536):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self, dark: float) -> None:
-        """Ends every relayed connection (both peers read an end of stream)
-        and relays nothing new for ``dark`` seconds."""
-        self._open.clear()
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        threading.Timer(dark, self._open.set).start()
-
-    def close(self) -> None:
-        self.sock.close()
-        self.cut(0)
-
-
-def _wait_for_line(path, text, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert time.monotonic() < deadline, f"{path.name}: no {text!r} within {timeout} s:\n{path.read_text()}"
-        time.sleep(0.01)
-
-
-def test_a_link_between_two_peers_that_drops_and_returns_loses_no_request(bundles, tmp_path):
+def drop_the_link_between_devices_1_and_2(bundle, folder, device1=PeerProcess):
+    """Devices 1 (``device1``: a PeerProcess class) and 2 of 0.5+0.3+0.2, device
+    1 reaching device 2 through a Relay; the relay drops their link and stays
+    dark 0.5 s once the stream runs, and every request must still be answered,
+    bit for bit."""
     # The coordinator sees only its own links: after devices 1 and 2 lose
-    # each other it still sends them requests, which must wait for the
-    # two to redial rather than be lost (the frames are held, up to the peer
+    # each other it still sends them requests, which must wait for the two
+    # to redial rather than be lost (the frames are held, up to the peer
     # deadline, while the link is remade).
-    root, _ = bundles
-    bundle = root / "float32"
     switch = "0.5+0.3+0.2"
     programs = [DeviceProgram(bundle / switch / "fusion_graph.json", d, load=False) for d in (1, 2)]
     assert any(2 in to for to in programs[0].send_to.values())  # device 1 sends to device 2,
@@ -311,11 +241,11 @@ def test_a_link_between_two_peers_that_drops_and_returns_loses_no_request(bundle
     x, _ = real_images(4)
     ports = free_ports(2)
     addresses = f"127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
-    relay = _Relay(("127.0.0.1", ports[1]))
-    key = key_file(tmp_path)
-    logs = [tmp_path / "peer1.log", tmp_path / "peer2.log"]
-    procs = [PeerProcess(bundle, 1, f"127.0.0.1:{ports[0]},127.0.0.1:{relay.port}", key, "--switch", switch,
-                         log=logs[0]),  # device 1 reaches device 2 through the relay
+    relay = Relay(("127.0.0.1", ports[1]))
+    key = key_file(folder)
+    logs = [folder / "peer1.log", folder / "peer2.log"]
+    procs = [device1(bundle, 1, f"127.0.0.1:{ports[0]},127.0.0.1:{relay.port}", key, "--switch", switch,
+                     log=logs[0]),  # device 1 reaches device 2 through the relay
              PeerProcess(bundle, 2, addresses, key, "--switch", switch, log=logs[1])]
     try:
         for p in procs:
@@ -324,8 +254,8 @@ def test_a_link_between_two_peers_that_drops_and_returns_loses_no_request(bundle
             ref = ReferenceExecutor(bundle, switch=switch).predict(x)
             assert np.array_equal(session.predict(x), ref)  # the link 1-2 is up
             relay.cut(dark=0.5)
-            _wait_for_line(logs[0], "lost device 2")
-            _wait_for_line(logs[1], "lost device 1")
+            wait_for_line(logs[0], "lost device 2")
+            wait_for_line(logs[1], "lost device 1")
             start = time.monotonic()
             assert np.array_equal(session.predict(x), ref)
             assert time.monotonic() - start < session.config.peer_deadline + 1.0
@@ -334,6 +264,11 @@ def test_a_link_between_two_peers_that_drops_and_returns_loses_no_request(bundle
         relay.close()
         for p in procs:
             p.stop()
+
+
+def test_a_link_between_two_peers_that_drops_and_returns_loses_no_request(bundles, tmp_path):
+    root, _ = bundles
+    drop_the_link_between_devices_1_and_2(root / "float32", tmp_path)
 
 
 def test_graceful_leave_and_a_stalled_peer(bundles, tmp_path):

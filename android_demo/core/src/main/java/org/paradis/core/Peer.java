@@ -39,6 +39,8 @@ public final class Peer {
      * several hundred ms.
      */
     private static final long LEAVE_LINGER_NS = 1_000_000_000L;
+    /** Frames held for one missing connection, per live request a peer may hold. */
+    private static final int HELD_PER_REQUEST = 4;
 
     /** What a peer reports; every method has a default so an app overrides what it shows. */
     public interface Listener {
@@ -163,6 +165,14 @@ public final class Peer {
     private final Map<DeviceProgram, Requests> tables = new IdentityHashMap<DeviceProgram, Requests>();
     private final Map<DeviceProgram, Map<Long, String>> names = new IdentityHashMap<DeviceProgram, Map<Long, String>>();
     private final Map<String, Connection> conns = new HashMap<String, Connection>();
+    /**
+     * Frames for a device with no ready connection (being made, or lost and redialed), oldest first, each with
+     * its deadline (nanoTime): sent when the connection is made, dropped at the deadline by the tick. A send
+     * never waits: it runs on the compute thread, where a wait would hold every other request behind one missing
+     * device, and a link between two peers that drops and comes back within the peer deadline loses no frame
+     * (the coordinator cannot see that link and may send a request while the two still redial each other).
+     */
+    private final Map<String, ArrayDeque<Object[]>> held = new HashMap<String, ArrayDeque<Object[]>>();
     private final Set<Connection> all = new HashSet<Connection>();
     private final Map<String, DialError> dialErrors = new HashMap<String, DialError>();
     private final Object lock = new Object();
@@ -501,8 +511,10 @@ public final class Peer {
         }
         String k = key(conn.program, conn.peer);
         Connection old;
+        ArrayDeque<Object[]> waiting;
         synchronized (lock) {
             old = conns.put(k, conn);
+            waiting = held.remove(k);
             dialErrors.remove(k);
             if (conn.peer == conn.program.graph.inputDevice && !conn.program.isInput) {
                 // A new HELLO from the input device: its request ids start afresh (section 7).
@@ -512,6 +524,14 @@ public final class Peer {
         }
         if (old != null) {
             old.close("replaced by a newer connection from the same device", 0, false);
+        }
+        if (waiting != null) {
+            long now = System.nanoTime();
+            for (Object[] f : waiting) {
+                if ((Long) f[0] - now >= 0) {
+                    conn.send((byte[]) f[1]);
+                }
+            }
         }
         log("device " + device + ": connected to device " + conn.peer + " (" + conn.program.switchName + ") at "
                 + conn.address);
@@ -541,35 +561,40 @@ public final class Peer {
         }
     }
 
-    private Connection waitConnection(DeviceProgram program, int peer, long timeoutMs) {
-        String k = key(program, peer);
-        long deadline = System.currentTimeMillis() + timeoutMs;
-        synchronized (lock) {
-            while (running && !conns.containsKey(k)) {
-                long left = deadline - System.currentTimeMillis();
-                if (left <= 0) {
-                    return null;
-                }
-                try {
-                    lock.wait(left);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    return null;
-                }
-            }
-            return conns.get(k);
-        }
-    }
-
-    /** One whole frame to {@code peer} on {@code program}'s connection (waits up to the peer deadline). */
+    /** One whole frame to {@code peer} on {@code program}'s connection; held up to the peer deadline if none. */
     public boolean sendTo(DeviceProgram program, int peer, byte[] frame) {
         return sendTo(program, peer, frame, (long) (config.peerDeadline * 1000));
     }
 
-    /** One whole frame to {@code peer}, waiting up to {@code waitMs} for its connection (0: only if up now). */
-    public boolean sendTo(DeviceProgram program, int peer, byte[] frame, long waitMs) {
-        Connection c = waitMs <= 0 ? current(program, peer) : waitConnection(program, peer, waitMs);
-        return c != null && c.send(frame);
+    /**
+     * One whole frame to {@code peer}, never waiting: with no ready connection the frame is held up to
+     * {@code holdMs} (0: not held) and sent when one is made. False if it was neither sent nor held.
+     */
+    public boolean sendTo(DeviceProgram program, int peer, byte[] frame, long holdMs) {
+        Connection c = current(program, peer);
+        if (c != null && c.send(frame)) {
+            return true;
+        }
+        String k = key(program, peer);
+        synchronized (lock) {
+            c = conns.get(k);  // made (and its held frames sent) since the look above
+            if (c == null) {
+                if (holdMs <= 0 || !running) {
+                    return false;
+                }
+                ArrayDeque<Object[]> q = held.get(k);
+                if (q == null) {
+                    q = new ArrayDeque<Object[]>();
+                    held.put(k, q);
+                }
+                if (q.size() >= config.maxInflight * HELD_PER_REQUEST) {
+                    q.pollFirst();  // the oldest belongs to a request the input device gives up first
+                }
+                q.addLast(new Object[] {System.nanoTime() + holdMs * 1_000_000L, frame});
+                return true;
+            }
+        }
+        return c.send(frame);
     }
 
     private Connection current(DeviceProgram program, int peer) {
@@ -894,8 +919,24 @@ public final class Peer {
             long now = System.nanoTime();
             List<Connection> open;
             List<Object[]> expired = new ArrayList<Object[]>();
+            Map<String, Integer> dropped = new LinkedHashMap<String, Integer>();
             synchronized (lock) {
                 open = new ArrayList<Connection>(conns.values());
+                Iterator<Map.Entry<String, ArrayDeque<Object[]>>> hit = held.entrySet().iterator();
+                while (hit.hasNext()) {
+                    Map.Entry<String, ArrayDeque<Object[]>> e = hit.next();
+                    int n = 0;
+                    while (!e.getValue().isEmpty() && (Long) e.getValue().peekFirst()[0] - now < 0) {
+                        e.getValue().pollFirst();
+                        n++;
+                    }
+                    if (e.getValue().isEmpty()) {
+                        hit.remove();
+                    }
+                    if (n > 0) {
+                        dropped.put(e.getKey(), n);
+                    }
+                }
                 for (DeviceProgram p : programs) {
                     if (p.isInput) {
                         continue;  // the input device keeps its own deadlines
@@ -914,6 +955,11 @@ public final class Peer {
                         expired.add(new Object[] {p, rid});
                     }
                 }
+            }
+            for (Map.Entry<String, Integer> d : dropped.entrySet()) {
+                log("device " + device + ": dropped " + d.getValue() + " frame(s) for device "
+                        + d.getKey().substring(d.getKey().lastIndexOf('/') + 1)
+                        + ": no connection within " + config.peerDeadline + " s");
             }
             for (Connection c : open) {
                 c.tick(now);
