@@ -202,6 +202,22 @@ class PeerTest {
     }
 
     @Test
+    void aFrameForADeviceNotConnectedIsHeldUntilItConnectsOrItsDeadline() throws Exception {
+        start(1, new PeerConfig(KEY), null);
+        DeviceProgram p = peer.programs().get(0);
+        // Nobody has dialed yet: held, not waited for (the compute thread runs on) and not dropped.
+        assertTrue(peer.sendTo(p, 0, tensor(2, new int[] {1, 4}, 9, 9f, 9f, 9f, 9f), 100), "held 0.1 s");
+        assertTrue(peer.sendTo(p, 0, tensor(2, new int[] {1, 4}, 10, 1f, 2f, 3f, 4f)), "held the peer deadline");
+        assertFalse(peer.sendTo(p, 0, tensor(2, new int[] {1, 4}, 11, 0f, 0f, 0f, 0f), 0), "hold 0: not held");
+        Thread.sleep(400);  // request 9's frame expires
+        Remote r = dialAsDevice0(KEY);
+        Object[] f = r.next(false);
+        assertEquals(FrameType.TENSOR, ((Header) f[0]).type);
+        assertEquals(10, ((Header) f[0]).requestId);
+        assertArrayEquals(new float[] {1f, 2f, 3f, 4f}, floats((byte[]) f[1]));
+    }
+
+    @Test
     void aDuplicateTensorClosesTheConnection() throws Exception {
         start(1, new PeerConfig(KEY), null);
         Remote r = dialAsDevice0(KEY);
