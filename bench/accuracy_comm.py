@@ -24,7 +24,8 @@ Variants (each trained alone with the same recipe and epochs):
                one epoch of fine-tuning (B = 0.5, 0.2, 0.1)
   disco_0.2_<recipe>
                the disco_0.2 schedule with another gate ranking (RECIPES below:
-               what the budget cut ranks gates by, and when it may change them)
+               what the budget cut ranks gates by, and when it may change them;
+               ``early*`` also reach the budget after a tenth of the steps)
   disco_link   a latency-aware budget instead of a byte ratio:
                Link(mbps=200, latency_ms=2) at 0.2 of each device's dense time
                (docs/link_budget.md); its comm_ratio is in bytes
@@ -121,7 +122,8 @@ def run_variant(regime, variant, seed, setting, data):
         if recipe:
             from paradis_tf.training import GateRanking
 
-            kw["gate_ranking"] = GateRanking(**RECIPES[recipe])
+            ranking, kw["anneal_fraction"] = C.gate_recipe(recipe)
+            kw["gate_ranking"] = GateRanking(**ranking)
     elif variant.startswith("random_"):
         kw = {"pin_random_budget": float(variant.split("_")[1])}
     result = C.train_and_evaluate(model, data, setting["epochs"], setting["batch_size"], setting["lr"], seed, **kw)

@@ -184,7 +184,8 @@ def train(model, data, setting, seed, variant, augment, xla=True):
     finetune = 1 if variant.startswith("disco_") and epochs > 1 else 0
     batches = C.batches(x, y, batch_size, augment=augment, seed=seed)
     schedule = keras.optimizers.schedules.CosineDecay(setting["lr"], len(batches) * epochs)
-    anneal_end = max(1, int(0.5 * len(batches) * (epochs - finetune)))
+    ranking, anneal_fraction = variant_ranking(variant)
+    anneal_end = max(1, int(anneal_fraction * len(batches) * (epochs - finetune)))
     budget = None
     if variant.startswith("random_"):
         # Random logits, never trained, pinned at the budget by finalize_gates below.
@@ -196,7 +197,6 @@ def train(model, data, setting, seed, variant, augment, xla=True):
     elif variant.startswith("disco_"):
         budget = float(variant.split("_")[1])
     extra = {}
-    ranking = variant_ranking(variant)
     if ranking is not None:
         from paradis_tf.training import GateRanking
 
@@ -317,11 +317,12 @@ def tflite_latency(model, sample, runs):
 
 
 def variant_ranking(variant):
-    """GateRanking arguments of ``disco_<budget>_<ranking>``; None for the
-    library's default ranking and for variants without learned gates."""
-    if not variant.startswith("disco_") or variant.count("_") != 2:
-        return None
-    return C.GATE_RECIPES[variant.rsplit("_", 1)[1]]
+    """(GateRanking arguments, anneal fraction) of ``disco_<budget>_<ranking>``;
+    (None, 0.5) for the library's default ranking and for variants without
+    learned gates."""
+    if not variant.startswith("disco_") or variant.count("_") < 2:
+        return None, 0.5
+    return C.gate_recipe(variant.split("_", 2)[2])
 
 
 def variant_gates(variant):

@@ -100,8 +100,11 @@ def test_run_keys_and_arguments(tasks):
         tasks.parse_args(["--tasks", "vit,cifar"])
     assert tasks.parse_args([]).variants.split(",") == list(tasks.DEFAULT_VARIANTS)
     assert tasks.parse_args(["--variants", "disco_0.2_freeze"]).variants == "disco_0.2_freeze"
-    assert tasks.variant_ranking("disco_0.2_freeze") == {"freeze_after_anneal": True}
-    assert tasks.variant_ranking("disco_0.2") is None and tasks.variant_ranking("random_0.2") is None
+    assert tasks.variant_ranking("disco_0.2_freeze") == ({"freeze_after_anneal": True}, 0.5)
+    assert tasks.variant_ranking("disco_0.2_early_wnorm") == (
+        {"score": "weight_norm", "freeze_after_anneal": True}, 0.1)
+    assert tasks.variant_ranking("disco_0.2") == (None, 0.5) == tasks.variant_ranking("random_0.2")
+    assert "disco_0.2_early_wnorm" in tasks.VARIANTS
     args = tasks.parse_args(["--epochs", "1", "--tasks", "wdsr"])
     assert tasks.task_setting("gpu", "wdsr", args)["epochs"] == 1
 
