@@ -592,7 +592,12 @@ class SplitModel(keras.Model):
         step = ops.convert_to_tensor(self.budget_step)
         due = ops.equal(ops.mod(step, ranking.recut_every), 0)
         if ranking.freeze_after_anneal:
-            due = ops.logical_and(due, ops.less(step, self._budget_schedule.end_step))
+            # Cuts while annealing, and once more at the step where the budget
+            # reaches its target: the set frozen from then on meets the target
+            # (a cut one step earlier saw a larger budget: with a short anneal,
+            # or a recut period that skips end_step, far larger).
+            end = self._budget_schedule.end_step
+            due = ops.logical_or(ops.logical_and(due, ops.less(step, end)), ops.equal(step, end))
         for t, score, state in zip(terms, ranked, opened):
             # The first call cuts whatever the schedule says (no decision yet);
             # inference never changes a decision.

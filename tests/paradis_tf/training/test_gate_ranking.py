@@ -74,6 +74,17 @@ def test_freeze_after_anneal_keeps_the_set_chosen_at_the_end_of_the_schedule():
     assert _changed(history[0], history[5])  # it did move while annealing
 
 
+def test_a_frozen_set_meets_the_budget_after_a_short_anneal_and_a_recut_period():
+    # The set frozen is the one cut where the budget reaches its target (step
+    # `end`), not the step before, whose budget was far larger when the
+    # anneal lasts one step (1.0) or the recut period skips `end`.
+    for ranking, end in ((GateRanking(freeze_after_anneal=True), 1),
+                         (GateRanking(freeze_after_anneal=True, recut_every=4), 6)):
+        model, _, ratios = _train(ranking, steps=10, end=end)
+        assert ratios[-1] <= 0.3 + 1e-6, (ranking, ratios)
+        assert model.finalize_gates()[SWITCH] <= 0.3 + 1e-6
+
+
 def test_a_large_hysteresis_never_swaps_an_open_gate_for_a_shut_one():
     # 100 is far above the logits' spread here (a few units), and small
     # enough for float32 to keep their order. A step may shut gates (the
