@@ -139,7 +139,6 @@ class Peer:
         # may send a request while the two peers still redial each other).
         self._held: dict = {}
         self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._compute = threading.Lock()  # one stage at a time, on whichever thread runs it
         self._running = False
@@ -209,8 +208,6 @@ class Peer:
             for c in conns:
                 c.close("stopped")
         self._work.put(None)
-        with self._cond:
-            self._cond.notify_all()
         if self._trace:
             self._trace.close()
             self._trace = None
@@ -309,7 +306,7 @@ class Peer:
             conn.fail(ErrorCode.SHUTTING_DOWN, f"device {self.device} is leaving")
             return
         key = (conn.program.sha256, conn.peer)
-        with self._cond:
+        with self._lock:
             old = self._conns.get(key)
             self._conns[key] = conn
             held = self._held.pop(key, ())
@@ -317,7 +314,6 @@ class Peer:
             if conn.peer == conn.program.input_device and not conn.program.is_input:
                 # A new HELLO from the input device: its request ids start afresh (section 7).
                 self._tables[conn.program.sha256].live.clear()
-            self._cond.notify_all()
         if old is not None:
             old.close("replaced by a newer connection from the same device")
         now = time.monotonic()
@@ -335,7 +331,7 @@ class Peer:
                      reason)
             return
         key = (conn.program.sha256, conn.peer)
-        with self._cond:
+        with self._lock:
             current = self._conns.get(key) is conn
             if current:
                 del self._conns[key]
