@@ -55,7 +55,7 @@ test-jax: install
 demo: install system-packages
 	$(VENV)/bin/paradis demo
 
-# Benchmarks (long; the accuracy ones resume from bench/.runs). BENCH_PRESET=gpu
+# Benchmarks (long; the accuracy ones resume from their records in bench/records). BENCH_PRESET=gpu
 # gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU; then
 # `bench/tasks.py --preset gpu --cached-only --retime` with TensorFlow for latency).
 BENCH_PRESET ?= cpu

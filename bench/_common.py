@@ -45,8 +45,13 @@ def gate_recipe(name: str) -> tuple:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "docs", "results")
+# Per-run records (one training run's measured result, a few hundred bytes
+# each) are committed: a benchmark that takes several sessions resumes on a
+# fresh machine, and `make bench` rebuilds docs/results from them.
+RECORDS = os.path.join(ROOT, "bench", "records")
+# Scratch that is not committed: saved weights, exported bundles, peer logs.
 RUNS = os.path.join(ROOT, "bench", ".runs")
-# Bumped when the training recipe changes (cached runs in RUNS are keyed by
+# Bumped when the training recipe changes (records in RECORDS are keyed by
 # it). r2: budget-exact gate selection while training. r3: the paired design
 # (per seed, every variant starts from the same kernels and sees the same
 # batches and augmentation; see paired_init and batches).
@@ -216,9 +221,10 @@ def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, f
 
 def cached_run(bench, key, fn, cached_only=False):
     """Runs ``fn()`` once per key; later invocations reuse the stored record
-    (long benchmarks resume where they stopped). With ``cached_only`` a run
-    not stored yet is not started: returns None."""
-    path = os.path.join(RUNS, bench, key + ".json")
+    in RECORDS (long benchmarks resume where they stopped, also on another
+    machine: the records are committed). With ``cached_only`` a run not
+    stored yet is not started: returns None."""
+    path = record_path(bench, key)
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
@@ -226,13 +232,20 @@ def cached_run(bench, key, fn, cached_only=False):
         return None
     t0 = time.time()
     record = fn()
-    record = {"result": record, "seconds": round(time.time() - t0, 1)}
+    backend, device = backend_and_device()
+    record = {"result": record, "seconds": round(time.time() - t0, 1),
+              "date": time.strftime("%Y-%m-%d", time.gmtime()), "backend": f"{backend} on {device}"}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(record, f)
     os.replace(tmp, path)
     return record
+
+
+def record_path(bench, key):
+    """Where the record of run ``key`` of ``bench`` is kept."""
+    return os.path.join(RECORDS, bench, key + ".json")
 
 
 def mean_spread(values):

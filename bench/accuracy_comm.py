@@ -38,8 +38,8 @@ diff_mean and ci95 in top-1 fractions (0.01 = 1 pt).
 
 Presets: ``--preset gpu`` (60k/10k images, 12 epochs, 5 seeds; run it with
 KERAS_BACKEND=jax on a GPU); ``--preset cpu`` is the setting for this 2-core
-machine. Per-run records are kept in bench/.runs, so an interrupted
-benchmark resumes. ``--variants V1,V2 --merge`` runs only those variants and
+machine. Per-run records are kept in bench/records (committed), so an
+interrupted benchmark resumes, also in a later session on a fresh machine. ``--variants V1,V2 --merge`` runs only those variants and
 keeps every other row of the stored results file (refused unless that file
 was measured in the same setting, recipes and backend).
 

@@ -34,8 +34,8 @@ the rule saves. The training time of each checkpoint is reported
 Presets: ``--preset cpu`` trains 12 epochs (3x accuracy_comm's 4, where the
 twins have converged) on 20,000 images; ``--preset gpu`` the full data.
 ``--modes shut`` (or ``learned``, or ``sandwich``) trains some of the
-shared checkpoints only. Runs are stored in bench/.runs, so a later
-invocation reuses them; ``--cached-only`` reports the stored runs and starts none; ``--regimes R
+shared checkpoints only. Runs are stored in bench/records (committed), so a
+later invocation reuses them; ``--cached-only`` reports the stored runs and starts none; ``--regimes R
 --merge`` keeps the stored results of the other regimes (same setting,
 recipes and backend only). Writes docs/results/switches.json, .md.
 """

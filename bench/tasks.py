@@ -38,8 +38,9 @@ TensorFlow is absent, as on a JAX-only GPU machine) the run records
 
 Presets: ``--preset cpu`` for this 2-core machine (minutes per run; see
 PRESETS), ``--preset gpu`` (full-size; run it with KERAS_BACKEND=jax on a
-GPU). Per-run records (and each run's trained weights) are kept in
-bench/.runs/tasks, so an interrupted benchmark resumes; ``--cached-only``
+GPU). Per-run records are kept in bench/records/tasks (committed) and each
+run's trained weights in bench/.runs/tasks (not committed), so an interrupted
+benchmark resumes, also on another machine; ``--cached-only``
 reports the stored runs and starts none. Export needs the TensorFlow backend:
 after a JAX run, ``KERAS_BACKEND=tensorflow python bench/tasks.py --preset gpu
 --cached-only --retime`` times the stored runs from their weights (as it does
@@ -367,18 +368,18 @@ def retime(task, variant, key, latency_runs):
     model). Rewrites the run's record; returns it, or None without weights."""
     import json
 
-    path = os.path.join(C.RUNS, "tasks", key)
-    if not os.path.exists(path + ".weights.h5"):
+    weights, path = os.path.join(C.RUNS, "tasks", key + ".weights.h5"), C.record_path("tasks", key)
+    if not os.path.exists(weights):
         return None
-    with open(path + ".json") as f:
+    with open(path) as f:
         record = json.load(f)
     model = build(task, variant_switch(variant), variant_gates(variant))
-    model.load_weights(path + ".weights.h5")
+    model.load_weights(weights)
     latency, error = tflite_latency(model, latency_sample(model), latency_runs)
     record["result"].update(latency_ms_per_device=latency, latency_error=error)
-    with open(path + ".json.tmp", "w") as f:
+    with open(path + ".tmp", "w") as f:
         json.dump(record, f)
-    os.replace(path + ".json.tmp", path + ".json")
+    os.replace(path + ".tmp", path)
     return record
 
 
@@ -551,7 +552,8 @@ def parse_args(argv=None):
                         help="time again the stored runs that have no latency (trained on JAX, or exported "
                              "before the exporter supported the model), from their saved weights")
     parser.add_argument("--out", default=None, help="results folder (default docs/results)")
-    parser.add_argument("--runs-dir", default=None, help="per-run records folder (default bench/.runs)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="per-run records and saved weights folder (default bench/records and bench/.runs)")
     args = parser.parse_args(argv)
     for flag, chosen, known in (("--tasks", args.tasks, TASKS), ("--variants", args.variants, VARIANTS)):
         unknown = [v for v in chosen.split(",") if v not in known]
@@ -582,7 +584,7 @@ def main(argv=None):
     if args.out:
         C.RESULTS = os.path.abspath(args.out)
     if args.runs_dir:
-        C.RUNS = os.path.abspath(args.runs_dir)
+        C.RECORDS = C.RUNS = os.path.abspath(args.runs_dir)
     tasks, variants = args.tasks.split(","), args.variants.split(",")
     seeds = args.seeds or PRESETS[args.preset]["seeds"]
     backend, device = C.backend_and_device()

@@ -1,10 +1,12 @@
 """bench/_common.py: the check that decides whether --merge may keep a stored
-results file's rows (rows measured in another setting must never be mixed)."""
+results file's rows (rows measured in another setting must never be mixed),
+and the per-run records a long benchmark resumes from."""
 
 import importlib.util
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -67,3 +69,32 @@ def test_describe_names_preset_seeds_and_backend(common):
     text = common.describe(_setting(seeds={"full": 1, "narrow": 3}))
     assert text.startswith("preset cpu; 20000 training / 5000 test images, 4 epochs")
     assert "seeds {'full': 1, 'narrow': 3}" in text and text.endswith("backend tensorflow on cpu")
+
+
+def test_a_run_is_recorded_once_and_reused(common, tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RECORDS", str(tmp_path / "records"))
+    calls = []
+
+    def run():
+        calls.append(1)
+        return {"top1": 0.875}
+
+    first = common.cached_run("bench_x", "r3-cpu/narrow_unsplit_0", run)
+    again = common.cached_run("bench_x", "r3-cpu/narrow_unsplit_0", run)
+    assert calls == [1] and first == again and first["result"] == {"top1": 0.875}
+    assert first["backend"].endswith(" on cpu") and re.fullmatch(r"\d{4}-\d\d-\d\d", first["date"])
+    assert (tmp_path / "records" / "bench_x" / "r3-cpu" / "narrow_unsplit_0.json").is_file()
+    # cached_only never starts a run that is not stored.
+    assert common.cached_run("bench_x", "r3-cpu/narrow_unsplit_1", run, cached_only=True) is None
+    assert calls == [1]
+
+
+def test_run_records_are_committed_not_ignored(common):
+    """A benchmark spans sessions on fresh machines: its records must reach
+    the repository (bench/.runs, the scratch folder, is ignored)."""
+    root = os.path.dirname(os.path.dirname(common.RECORDS))
+    record = os.path.relpath(common.record_path("accuracy_comm", "r3-cpu/narrow_unsplit_0"), root)
+    ignored = subprocess.run(["git", "check-ignore", "-q", record], cwd=root)
+    assert ignored.returncode == 1, f"{record} is ignored by git"
+    scratch = os.path.relpath(os.path.join(common.RUNS, "tasks", "x.weights.h5"), root)
+    assert subprocess.run(["git", "check-ignore", "-q", scratch], cwd=root).returncode == 0
