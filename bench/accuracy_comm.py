@@ -17,15 +17,17 @@ Variants (each trained alone with the same recipe and epochs):
   independent  every gate shut (ParaDiS branches)
   random_0.2   gates fixed at random from the start, exactly at budget 0.2
   random_annealed_0.2
-               the disco_0.2 schedule with gate logits drawn at random and
+               the disco_0.2_late schedule with gate logits drawn at random and
                never trained: the budget closes gates in a fixed random order
-  disco_B      learned gates with the library's default ranking (GateRanking()),
-               budget B annealed over the first half, then finalize_gates and
-               one epoch of fine-tuning (B = 0.5, 0.2, 0.1)
+  disco_B      learned gates with the library's default ranking (GateRanking():
+               the logits, the cut frozen once the budget is reached), budget B
+               reached after a tenth of the steps, then finalize_gates and one
+               epoch of fine-tuning (B = 0.5, 0.2, 0.1)
   disco_0.2_<recipe>
-               the disco_0.2 schedule with another gate ranking (RECIPES below:
-               what the budget cut ranks gates by, and when it may change them;
-               ``early*`` also reach the budget after a tenth of the steps)
+               another gate ranking and schedule (RECIPES below: what the budget
+               cut ranks gates by, when it may change them, and how long the
+               budget anneals); ``late`` is the default before g2 (the cut
+               redone at every step, annealed over half the run)
   disco_link   a latency-aware budget instead of a byte ratio:
                Link(mbps=200, latency_ms=2) at 0.2 of each device's dense time
                (docs/link_budget.md); its comm_ratio is in bytes
@@ -33,8 +35,10 @@ Metrics: top1 (mean over seeds, with spread), comm_ratio, flops_per_device_ratio
 params_per_device_ratio (to the unsplit model), gap_recovered =
 (top1 - independent) / (unsplit - independent), seconds per run; per regime
 ``paired.<variant>`` (against random_0.2 for the learned and annealed-random
-variants, against unsplit otherwise) and ``paired_unsplit.<variant>``:
-diff_mean and ci95 in top-1 fractions (0.01 = 1 pt).
+variants, against unsplit otherwise), ``paired_unsplit.<variant>`` and, for
+every other ranking, ``paired_default.disco_0.2_<recipe>`` (against the
+library's default, disco_0.2): diff_mean and ci95 in top-1 fractions
+(0.01 = 1 pt).
 
 Presets: ``--preset gpu`` (60k/10k images, 12 epochs, 5 seeds; run it with
 KERAS_BACKEND=jax on a GPU); ``--preset cpu`` is the setting for this 2-core
@@ -119,6 +123,8 @@ def run_variant(regime, variant, seed, setting, data):
             budget, _, recipe = variant[len("disco_"):].partition("_")
         kw = {"budget": float(budget), "finalize": True, "finetune_epochs": 1,
               "random_ranking": variant.startswith("random_annealed_")}
+        if variant.startswith("random_annealed_"):
+            recipe = "late"  # the schedule it was measured with (g1), with random logits
         if recipe:
             from paradis_tf.training import GateRanking
 
@@ -132,7 +138,7 @@ def run_variant(regime, variant, seed, setting, data):
 
 def summarize(records):
     """records: {regime: {variant: {seed: run}}} -> {regime: {"variants", "paired",
-    "paired_unsplit", "instrument"}}."""
+    "paired_unsplit", "paired_default", "instrument"}}."""
     out = {}
     for regime, variants in records.items():
         rows = {}
@@ -173,13 +179,16 @@ def with_paired(summary):
         i = rows.get("independent", {}).get("top1")
         for row in rows.values():
             row["gap_recovered"] = None if u is None or i is None or u == i else (row["top1"] - i) / (u - i)
-        regime["paired"], regime["paired_unsplit"] = {}, {}
+        regime["paired"], regime["paired_unsplit"], regime["paired_default"] = {}, {}, {}
         for variant in rows:
             base = baseline_of(variant)
             if base in rows:
                 regime["paired"][variant] = _paired(rows, variant, base)
             if variant != "unsplit" and "unsplit" in rows:
                 regime["paired_unsplit"][variant] = _paired(rows, variant, "unsplit")
+            if variant.startswith("disco_0.2_") and "disco_0.2" in rows:
+                # Another ranking against the library's default one: what the default is chosen over.
+                regime["paired_default"][variant] = _paired(rows, variant, "disco_0.2")
         gap = regime["paired_unsplit"].get("independent")
         widths = [p["half_width"] for table in ("paired", "paired_unsplit")
                   for p in regime[table].values() if p and p["half_width"] is not None]
@@ -256,18 +265,19 @@ def markdown(summary, setting, verdict):
         r = REGIMES[name]
         lines += [f"## {name}: {r['devices']} devices, width {r['width']}", "",
                   "| variant | top-1 % (mean) | spread pt | seeds | paired diff pt | 95 % interval pt | vs | "
-                  "diff to unsplit pt | 95 % interval pt | comm ratio | FLOPs/device | params/device | "
-                  "gap recovered | s/run |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "diff to unsplit pt | 95 % interval pt | diff to disco_0.2 pt | 95 % interval pt | comm ratio | "
+                  "FLOPs/device | params/device | gap recovered | s/run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for variant, row in regime["variants"].items():
             p = regime["paired"].get(variant)
             d, ci = _interval(p)
             du, ciu = _interval(regime["paired_unsplit"].get(variant))
+            dd, cid = _interval(regime.get("paired_default", {}).get(variant))
             gap = "-" if row["gap_recovered"] is None else f"{row['gap_recovered']:.2f}"
             secs = "-" if row.get("seconds") is None else f"{row['seconds']:.0f}"
             lines.append(
                 f"| {variant} | {100 * row['top1']:.2f} | {100 * (row['top1_spread'] or 0):.2f} | "
-                f"{len(row['top1_seeds'])} | {d} | {ci} | {p['baseline'] if p else '-'} | {du} | {ciu} | "
+                f"{len(row['top1_seeds'])} | {d} | {ci} | {p['baseline'] if p else '-'} | {du} | {ciu} | {dd} | {cid} | "
                 f"{row['comm_ratio']:.3f} | {row['flops_per_device_ratio']:.3f} | "
                 f"{row['params_per_device_ratio']:.3f} | {gap} | {secs} |")
         inst = regime.get("instrument")
@@ -341,7 +351,7 @@ def main():
             for variant in args.variants.split(","):
                 key = f"{tag}/{regime}_{variant}_{seed}"
                 if variant.startswith(("disco_", "random_annealed_")):  # the learned-gate schedule
-                    key += f"_{C.GATE_RECIPE}"
+                    key += f"_{C.gate_key(variant)}"
                 rec = C.cached_run("accuracy_comm", key, lambda: run_variant(regime, variant, seed, setting, data),
                                    cached_only=args.cached_only)
                 if rec is None:

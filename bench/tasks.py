@@ -16,8 +16,12 @@ Variants (each trained alone with its task's one recipe and the same steps):
   dense_tp     every gate open (dense tensor parallelism)
   independent  every gate shut (independent per-device branches)
   random_0.2   random gate logits pinned at budget 0.2 (``finalize_gates``) before training
-  disco_0.2    learned gates, budget 0.2 annealed over the first half of the
-               run, then ``finalize_gates`` and one epoch of fine-tuning
+  disco_0.2    learned gates (the library's default ranking), budget 0.2
+               reached after a tenth of the run, then ``finalize_gates`` and
+               one epoch of fine-tuning
+  disco_0.2_<ranking>
+               another ranking of ``_common.GATE_RECIPES`` (``late``: the
+               default before g2), asked for by name
 
 The recipe is ``bench/accuracy_comm.py``'s: Adam with a cosine learning rate,
 the budget schedule and gate handling of ``_common.train_and_evaluate``, and
@@ -319,10 +323,10 @@ def tflite_latency(model, sample, runs):
 
 def variant_ranking(variant):
     """(GateRanking arguments, anneal fraction) of ``disco_<budget>_<ranking>``;
-    (None, 0.5) for the library's default ranking and for variants without
-    learned gates."""
+    (None, C.DEFAULT_ANNEAL_FRACTION) for the library's default ranking and
+    for variants without learned gates."""
     if not variant.startswith("disco_") or variant.count("_") < 2:
-        return None, 0.5
+        return None, C.DEFAULT_ANNEAL_FRACTION
     return C.gate_recipe(variant.split("_", 2)[2])
 
 
@@ -576,7 +580,7 @@ def run_key(preset, task, s, variant, seed):
     """The stored run's name: everything that changes its result."""
     key = (f"{RECIPE}-{C.RECIPE}-{preset}/{task}-{s['train_limit']}-{s['test_limit']}-{s['epochs']}"
            f"-{s['batch_size']}-{s['lr']:g}/{variant}_{seed}")
-    return key + f"_{C.GATE_RECIPE}" if variant.startswith("disco_") else key
+    return key + f"_{C.gate_key(variant)}" if variant.startswith("disco_") else key
 
 
 def main(argv=None):

@@ -62,7 +62,7 @@ def add_arguments(p) -> None:
     p.add_argument("--train-images", type=positive_int, default=20000,
                    help=f"training images, the first N of Fashion-MNIST's {FASHION_MNIST_TRAIN:,} (default 20000)")
     p.add_argument("--epochs", type=positive_int, default=4,
-                   help="training epochs; the budget anneals over the first half (default 4)")
+                   help="training epochs; the budget is reached after a tenth of the steps (default 4)")
     p.add_argument("--finetune-epochs", type=non_negative_int, default=1,
                    help="epochs of fine-tuning once the gates are binary and frozen (default 1)")
     p.add_argument("--budget", type=traffic_ratio, default=0.2,

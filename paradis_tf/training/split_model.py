@@ -353,7 +353,9 @@ class SplitModel(keras.Model):
                 over devices (see ``link_budget.py``).
             gate_ranking: what the byte-budget cut ranks gates by and when it
                 may change them (``GateRanking``; default: the logits, cut
-                at every step). Link budgets always rank by logits.
+                at every step until the budget reaches its target, that set
+                kept from then on; reach it early, e.g. after a tenth of the
+                steps). Link budgets always rank by logits.
             sandwich: which switches each step runs (``Sandwich``: the
                 widest, the narrowest and ``middle`` others, so a step
                 costs a few switches, not all); None runs every switch in
@@ -707,8 +709,9 @@ class SplitModel(keras.Model):
         training steps use, so after a run that reached its budget nothing
         changes; the ratio lands within one channel per layer below the
         budget). With a ``GateRanking`` that holds its decision, the set the
-        last training cut chose is pinned (or, given a new ``budget``, the
-        top of that ranking's scores). For a Link budget, the gates are chosen per exchange point
+        last training cut chose is pinned (or, given a new ``budget`` or when
+        training stopped before the budget reached its target, the top of
+        that ranking's scores at the budget). For a Link budget, the gates are chosen per exchange point
         (layer, receiving device) so that each device's modelled time fits
         its target, preferring few full exchange points to many thin ones
         (the price cut of ``link_budget.py``, then the time left spent on
@@ -742,8 +745,14 @@ class SplitModel(keras.Model):
                 if not ranking.holds_state:
                     threshold = ops.convert_to_numpy(self._select_gates(name, budgets[name]))
                     self._set_threshold(name, threshold)
-                elif budget is not None or any(float(ops.min(t.layer._gate_states[t.index])) < 0 for t in terms):
-                    # A new budget (or no decision yet): cut by the ranking's scores.
+                elif (budget is not None or any(float(ops.min(t.layer._gate_states[t.index])) < 0 for t in terms)
+                      # The cut at end_step (made in the step that leaves budget_step
+                      # at end_step + 1) is the first at the target: before it, the
+                      # held set is over budget.
+                      or getattr(self, "_budget_schedule", None) is None
+                      or int(ops.convert_to_numpy(self.budget_step)) <= self._budget_schedule.end_step):
+                    # A new budget, no decision yet, or training stopped before the
+                    # budget reached its target: cut by the ranking's scores.
                     scores = self._ranking_scores(terms, ranking)
                     cut = self._select_gates(name, budgets[name], scores)
                     for t, score in zip(terms, scores):

@@ -94,6 +94,9 @@ def test_markdown_tables_are_well_formed(tasks):
 def test_run_keys_and_arguments(tasks):
     s = tasks.PRESETS["cpu"]["vit"]
     assert tasks.run_key("cpu", "vit", s, "disco_0.2", 1).endswith("disco_0.2_1_" + tasks.C.GATE_RECIPE)
+    # A named ranking is spelled out in full: its runs keep their key when the default changes.
+    assert tasks.run_key("cpu", "vit", s, "disco_0.2_late", 1).endswith("disco_0.2_late_1_" + tasks.C.NAMED_GATE_RECIPE)
+    assert tasks.C.GATE_RECIPE != tasks.C.NAMED_GATE_RECIPE
     assert tasks.run_key("cpu", "vit", s, "random_0.2", 1).endswith("/random_0.2_1")
     assert tasks.run_key("cpu", "vit", s, "unsplit", 0) != tasks.run_key("cpu", "vit", dict(s, epochs=1), "unsplit", 0)
     with pytest.raises(SystemExit, match="--tasks: unknown"):
@@ -101,9 +104,10 @@ def test_run_keys_and_arguments(tasks):
     assert tasks.parse_args([]).variants.split(",") == list(tasks.DEFAULT_VARIANTS)
     assert tasks.parse_args(["--variants", "disco_0.2_freeze"]).variants == "disco_0.2_freeze"
     assert tasks.variant_ranking("disco_0.2_freeze") == ({"freeze_after_anneal": True}, 0.5)
+    assert tasks.variant_ranking("disco_0.2_late") == ({"freeze_after_anneal": False}, 0.5)
     assert tasks.variant_ranking("disco_0.2_early_wnorm") == (
         {"score": "weight_norm", "freeze_after_anneal": True}, 0.1)
-    assert tasks.variant_ranking("disco_0.2") == (None, 0.5) == tasks.variant_ranking("random_0.2")
+    assert tasks.variant_ranking("disco_0.2") == (None, 0.1) == tasks.variant_ranking("random_0.2")
     assert "disco_0.2_early_wnorm" in tasks.VARIANTS
     args = tasks.parse_args(["--epochs", "1", "--tasks", "wdsr"])
     assert tasks.task_setting("gpu", "wdsr", args)["epochs"] == 1

@@ -11,9 +11,10 @@ from tests.paradis_tf.training.helpers import tiny_resnet, toy_data
 SWITCH = "2x0.5"
 
 
-def test_defaults_hold_no_state_and_the_config_round_trips():
+def test_the_default_freezes_the_cut_and_the_config_round_trips():
     default = GateRanking()
-    assert not default.holds_state and default.learns_logits
+    assert default.freeze_after_anneal and default.holds_state and default.learns_logits
+    assert not GateRanking(freeze_after_anneal=False).holds_state  # a cut at every step, nothing held
     ranking = GateRanking(score="ema", recut_every=5, hysteresis=0.5, freeze_after_anneal=True, ema_decay=0.9,
                           penalty="count")
     assert ranking.holds_state and GateRanking.from_config(ranking.get_config()) == ranking
