@@ -59,9 +59,9 @@ demo: install system-packages
 # gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU; then
 # `bench/tasks.py --preset gpu --cached-only --retime` with TensorFlow for latency).
 BENCH_PRESET ?= cpu
-# system-packages: Fashion-MNIST and Chromium; PHONE_TARGETS: the web peer's
-# node_modules (bench/web.py) and the Java core.
-bench: install system-packages $(PHONE_TARGETS)
+# system-packages: Fashion-MNIST and Chromium; web-deps: the web peer's
+# node_modules, which bench/web.py serves to Chromium (no script uses the Java core).
+bench: install system-packages web-deps
 	$(PY) bench/layers.py
 	$(PY) bench/throughput.py
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)
