@@ -59,12 +59,18 @@ demo: install system-packages
 # gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU; then
 # `bench/tasks.py --preset gpu --cached-only --retime` with TensorFlow for latency).
 BENCH_PRESET ?= cpu
+# The settings the stored records cover (bench/records/accuracy_comm): the
+# narrow regime with every ranking, the mid regime with the default ranking,
+# the previous one and the baselines; 5 paired seeds each.
+ACCURACY_NARROW ?= --regimes narrow --seeds 5
+ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.2,disco_0.2,disco_0.2_late
 # system-packages: Fashion-MNIST and Chromium; web-deps: the web peer's
 # node_modules, which bench/web.py serves to Chromium (no script uses the Java core).
 bench: install system-packages web-deps
 	$(PY) bench/layers.py
 	$(PY) bench/throughput.py
-	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET)
+	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_NARROW)
+	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_MID) --merge
 	$(PY) bench/switches.py --preset $(BENCH_PRESET)
 	$(PY) bench/tasks.py --preset $(BENCH_PRESET)
 	$(PY) bench/export.py

@@ -172,6 +172,9 @@ def browser_run(browser, bundle: Path, images, runs: int, tmp: Path) -> tuple:
             if i >= 5:
                 latencies.append(r["totalMs"])
         stages = pages[0].evaluate(STAGE_TIMER, [runs])
+        if bundle.name == "float32":  # the page as a user sees it after an inference: docs/results/web_demo.png
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            pages[0].screenshot(path=str(RESULTS / "web_demo.png"), full_page=True)
         for p in pages:
             p.close()
     return stages, latencies, sorted(set(wasm))

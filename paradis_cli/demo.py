@@ -38,7 +38,10 @@ HELP = "train, export, serve and run a small DISCO model on Fashion-MNIST end to
 
 SWITCHES = ("1x1.0", "2x0.5")
 PRECISIONS = ("float32", "int8")
-MODEL = ("resnet20", 0.5)  # preset and width: ~72k weights, a few minutes of training on 2 cores
+# The CIFAR ResNets the demo may train (presets of paradis_tf.models) and their
+# width: resnet20 has ~72k weights, a few minutes of training on 2 cores.
+MODELS = {"resnet8": "ResNet-8", "resnet20": "ResNet-20", "resnet32": "ResNet-32"}
+WIDTH = 0.5
 LR = 5e-3  # Adam; higher than `paradis train`'s 1e-3 default because the demo trains only a few epochs
 # Validation after each epoch, on the first test images: enough to follow the
 # training, cheap on 2 cores (the table's top-1 comes from --count images through the bundles).
@@ -70,6 +73,9 @@ def add_arguments(p) -> None:
                         "(default 0.2)")
     p.add_argument("--calibration", type=positive_int, default=200,
                    help="training images that calibrate the int8 export (default 200)")
+    p.add_argument("--model", choices=sorted(MODELS), default="resnet20",
+                   help="the CIFAR ResNet to train, at width 0.5 (default resnet20; resnet8 is a third of its "
+                        "layers, for a quicker run)")
 
 
 # -- child processes ----------------------------------------------------------
@@ -273,7 +279,7 @@ def _checkpoint_digest(path: Path) -> str:
 
 def _train(children: Children, args, out: Path, stamp: dict) -> dict:
     folder = out / "train"
-    settings = {"model": MODEL[0], "width": MODEL[1], "switches": ",".join(SWITCHES), "budget": args.budget,
+    settings = {"model": args.model, "width": WIDTH, "switches": ",".join(SWITCHES), "budget": args.budget,
                 "epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "train_images": args.train_images,
                 "validation_images": VALIDATION_IMAGES, "lr": LR}
     previous = stamp.get("train", {})
@@ -293,7 +299,7 @@ def _train(children: Children, args, out: Path, stamp: dict) -> dict:
     _write_stamp(out, stamp)
     # An interrupted earlier run of this same command resumes from train/backup/.
     _step(children, _paradis(
-        "train", "--model", MODEL[0], "--width", MODEL[1], "--dataset", "fashion-mnist",
+        "train", "--model", args.model, "--width", WIDTH, "--dataset", "fashion-mnist",
         "--switches", ",".join(SWITCHES), "--budget", args.budget, "--epochs", args.epochs,
         "--finetune-epochs", args.finetune_epochs, "--limit", args.train_images,
         "--test-limit", VALIDATION_IMAGES, "--lr", LR, "--out", folder))
@@ -629,7 +635,7 @@ def _demo(children: Children, args, out: Path) -> dict:
     for sub in ("logs", "reports", "traces"):
         (out / sub).mkdir(exist_ok=True)
     stamp = _read_stamp(out)
-    print(f"paradis demo: ResNet-20 (width {MODEL[1]}) on Fashion-MNIST, switches {','.join(SWITCHES)}, traffic "
+    print(f"paradis demo: {MODELS[args.model]} (width {WIDTH}) on Fashion-MNIST, switches {','.join(SWITCHES)}, traffic "
           f"budget {args.budget} for 2x0.5; everything goes to {out}", flush=True)
     _train(children, args, out, stamp)
     bundles = {p: _export(children, args, out, stamp, p) for p in PRECISIONS}

@@ -13,6 +13,8 @@ from paradis_tf.models.wdsr import WDSR
 __all__ = ["PRESETS", "build_model"]
 
 PRESETS = {
+    # ResNet-8: the CIFAR ResNet with one block per stage, for quick runs and tests.
+    "resnet8": (CifarResNet, {"depth": 8}),
     "resnet20": (CifarResNet, {"depth": 20}),
     "resnet32": (CifarResNet, {"depth": 32}),
     "resnet56": (CifarResNet, {"depth": 56}),

@@ -8,12 +8,12 @@ from keras import ops
 
 from paradis_export import ReferenceExecutor
 from paradis_cli import main
-from tests.paradis_export.helpers import real_images, resnet20
+from tests.paradis_export.helpers import real_images, resnet8
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    model = resnet20(switches="1x1.0,2x0.5")
+    model = resnet8(switches="1x1.0,2x0.5")
     path = tmp_path_factory.mktemp("ckpt") / "model.keras"
     model.save(path)
     return model, path
@@ -115,8 +115,8 @@ def test_checkpoint_trained_on_jax_exports_on_tensorflow(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     script = (
         "import sys, numpy as np, keras\n"
-        "from tests.paradis_export.helpers import resnet20\n"
-        "m = resnet20(switches='1x1.0,2x0.5')\n"
+        "from tests.paradis_export.helpers import resnet8\n"
+        "m = resnet8(switches='1x1.0,2x0.5')\n"
         "x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype('float32')\n"
         "np.save(sys.argv[1] + '/x.npy', x)\n"
         "np.save(sys.argv[1] + '/ref.npy', keras.ops.convert_to_numpy(m.switch_model('2x0.5')(x)))\n"

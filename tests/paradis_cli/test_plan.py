@@ -22,10 +22,10 @@ def paradis(monkeypatch, *argv):
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     from paradis_export import export_bundle
-    from tests.paradis_export.helpers import resnet20
+    from tests.paradis_export.helpers import resnet8
 
     out = tmp_path_factory.mktemp("plan_cli") / "bundle"
-    export_bundle(resnet20(switches=SWITCHES), SWITCHES, out, progress=None)
+    export_bundle(resnet8(switches=SWITCHES), SWITCHES, out, progress=None)
     return out
 
 

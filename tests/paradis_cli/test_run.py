@@ -8,15 +8,15 @@ import pytest
 
 from paradis_cli import main
 from paradis_export import ReferenceExecutor, export_bundle
-from tests.paradis_export.helpers import resnet20
+from tests.paradis_export.helpers import resnet8
 from tests.paradis_runtime.peers import PeerProcess, free_ports, key_file, peers
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
-    export_bundle(resnet20(switches="1x1.0,2x0.5"), "1x1.0,2x0.5", root / "a", progress=None)
-    export_bundle(resnet20(switches="1x1.0,2x0.5"), "1x1.0,2x0.5", root / "other", progress=None)  # other weights
+    export_bundle(resnet8(switches="1x1.0,2x0.5"), "1x1.0,2x0.5", root / "a", progress=None)
+    export_bundle(resnet8(switches="1x1.0,2x0.5"), "1x1.0,2x0.5", root / "other", progress=None)  # other weights
     return root
 
 

@@ -27,7 +27,7 @@ def fake_fashion_mnist(tmp_path, monkeypatch, rng):
 
 def test_train_end_to_end_writes_model_and_summary(tmp_path, fake_fashion_mnist, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--model", "resnet20", "--width", "0.25", "--switches", "1x1.0,2x0.5",
+    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0,2x0.5",
                  "--budget", "0.3", "--epochs", "2", "--batch-size", "32", "--finetune-epochs", "1",
                  "--recalibrate-batches", "2", "--out", str(out), "--verbose", "0"])
     assert code == 0
@@ -69,7 +69,7 @@ def test_bad_values_are_usage_errors(tmp_path, flags, message, capsys):
 
 def test_link_budget_from_the_command_line(tmp_path, fake_fashion_mnist, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--model", "resnet20", "--width", "0.25", "--switches", "2x0.5", "--link-mbps", "200",
+    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "2x0.5", "--link-mbps", "200",
                  "--link-latency-ms", "2", "--epochs", "1", "--batch-size", "32", "--finetune-epochs", "0",
                  "--recalibrate-batches", "1", "--out", str(out), "--verbose", "0"])
     assert code == 0, capsys.readouterr().err
@@ -85,7 +85,7 @@ def test_sandwich_from_the_command_line(tmp_path, fake_fashion_mnist, capsys):
     import zipfile
 
     out = tmp_path / "run"
-    code = main(["train", "--model", "resnet20", "--width", "0.25", "--switches", "1x1.0,2x0.5,4x0.25,1x0.5",
+    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0,2x0.5,4x0.25,1x0.5",
                  "--gates", "shut", "--sandwich", "1", "--seed", "3", "--epochs", "1", "--batch-size", "32",
                  "--finetune-epochs", "0", "--recalibrate-batches", "1", "--out", str(out), "--verbose", "0"])
     assert code == 0, capsys.readouterr().err
@@ -134,7 +134,7 @@ def test_folder_dataset_of_odd_size_labels_test_by_training_classes(tmp_path, rn
     test = _folder(tmp_path / "test", ["green", "red"], 20, rng, size=16)
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "paradis_cli", "train", "--model", "resnet20", "--width", "0.25",
+        [sys.executable, "-m", "paradis_cli", "train", "--model", "resnet8", "--width", "0.25",
          "--dataset", f"folder:{train},{test}", "--image-size", "16", "--switches", "1x1.0,2x0.5",
          "--gates", "shut", "--epochs", "2", "--batch-size", "64", "--lr", "0.01", "--recalibrate-batches", "4",
          "--verbose", "0", "--out", str(out)],

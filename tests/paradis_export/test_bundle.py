@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from paradis_export import export_bundle
-from tests.paradis_export.helpers import real_images, resnet20
+from tests.paradis_export.helpers import real_images, resnet8
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return resnet20(switches="1x1.0,2x0.5")
+    return resnet8(switches="1x1.0,2x0.5")
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o027, 0o750)])

@@ -12,7 +12,7 @@ from paradis_export import FusionGraphError, ReferenceExecutor, export_bundle, r
 from paradis_export import _flatbuffer
 from paradis_runtime.fusion_graph import SCHEMA_PATH, load_schema
 from tests.paradis_export.helpers import (SPLIT_SWITCHES, check_local_parts_before_receives,
-                                          check_stage_boundaries, mobilenet, real_images, resnet20)
+                                          check_stage_boundaries, mobilenet, real_images, resnet8)
 
 ALL = ("1x1.0",) + SPLIT_SWITCHES
 
@@ -21,7 +21,7 @@ ALL = ("1x1.0",) + SPLIT_SWITCHES
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
     out = {}
-    for name, build, size in (("resnet20", resnet20, 28), ("mobilenet_v1", mobilenet, 32)):
+    for name, build, size in (("resnet8", resnet8, 28), ("mobilenet_v1", mobilenet, 32)):
         model = build()
         export_bundle(model, ",".join(ALL), root / name, progress=None)
         out[name] = (model, root / name, size)
@@ -29,7 +29,7 @@ def bundles(tmp_path_factory):
 
 
 @pytest.mark.parametrize("switch", ALL)
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1"])
 def test_float32_parity_random_and_real_inputs(bundles, name, switch, rng):
     model, folder, size = bundles[name]
     executor = ReferenceExecutor(folder, switch)
@@ -41,7 +41,7 @@ def test_float32_parity_random_and_real_inputs(bundles, name, switch, rng):
 
 
 def test_executor_trace_accounts_every_stage_and_byte(bundles):
-    _, folder, size = bundles["resnet20"]
+    _, folder, size = bundles["resnet8"]
     executor = ReferenceExecutor(folder, "4x0.25")
     graph = executor.graph
     _, trace = executor.run(np.zeros((1, size, size, 1), "float32"))
@@ -56,7 +56,7 @@ def test_executor_trace_accounts_every_stage_and_byte(bundles):
         assert got + partials == d["bytes_received"]
 
 
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1"])
 def test_only_builtin_ops_no_gather_no_flex(bundles, name):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -72,7 +72,7 @@ def test_only_builtin_ops_no_gather_no_flex(bundles, name):
         assert "CONV_2D" in names
 
 
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1"])
 def test_parameters_in_each_file_match_the_graph(bundles, name):
     _, folder, _ = bundles[name]
     for switch in ALL:
@@ -85,7 +85,7 @@ def test_parameters_in_each_file_match_the_graph(bundles, name):
                 assert d["params"] < unsplit
 
 
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1"])
 def test_local_parts_run_before_receives_and_stages_part_only_to_send_or_receive(bundles, name):
     _, folder, _ = bundles[name]
     for switch in SPLIT_SWITCHES:
@@ -95,7 +95,7 @@ def test_local_parts_run_before_receives_and_stages_part_only_to_send_or_receive
 
 
 def test_two_device_files_at_budget_0_2_are_at_most_0_6_of_unsplit(tmp_path):
-    model = resnet20(width=0.5, switches="1x1.0,2x0.5")
+    model = resnet8(width=0.5, switches="1x1.0,2x0.5")
     assert abs(model.traffic_ratio("2x0.5") - 0.2) < 0.01
     export_bundle(model, "1x1.0,2x0.5", tmp_path / "b", progress=None)
     unsplit = read_graph(tmp_path / "b" / "1x1.0" / "fusion_graph.json")["devices"][0]["file_bytes"]
@@ -106,7 +106,7 @@ def test_two_device_files_at_budget_0_2_are_at_most_0_6_of_unsplit(tmp_path):
 
 
 def test_manifest_orders_fallback_by_devices(bundles):
-    _, folder, _ = bundles["resnet20"]
+    _, folder, _ = bundles["resnet8"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["fallback"][0] == "4x0.25" and manifest["fallback"][-1] == "1x1.0"
     assert {e["name"] for e in manifest["switches"]} == set(ALL)
@@ -133,7 +133,7 @@ def test_schema_is_valid_and_installed_with_the_package():
 
 @pytest.fixture
 def copy(bundles, tmp_path):
-    _, folder, _ = bundles["resnet20"]
+    _, folder, _ = bundles["resnet8"]
     dst = tmp_path / "bundle"
     shutil.copytree(folder, dst)
     return dst
@@ -190,7 +190,7 @@ def test_unknown_switch_and_bad_manifest(copy):
 
 
 def test_input_of_wrong_shape_or_dtype(bundles):
-    _, folder, size = bundles["resnet20"]
+    _, folder, size = bundles["resnet8"]
     executor = ReferenceExecutor(folder, "2x0.5")
     with pytest.raises(ValueError, match=r"fusion_graph\.json: field 'input\.shape'.*\[1, 27, 28, 1\]"):
         executor.run(np.zeros((1, 27, size, 1), "float32"))
@@ -203,7 +203,7 @@ def test_input_of_wrong_shape_or_dtype(bundles):
 def test_failed_export_leaves_no_partial_bundle(tmp_path, monkeypatch):
     import paradis_export.bundle as bundle
 
-    model = resnet20(switches="1x1.0,2x0.5")
+    model = resnet8(switches="1x1.0,2x0.5")
     real = bundle.export_switch
     calls = []
 
@@ -221,7 +221,7 @@ def test_failed_export_leaves_no_partial_bundle(tmp_path, monkeypatch):
 
 
 def test_existing_folder_needs_overwrite(tmp_path):
-    model = resnet20(switches="1x1.0,2x0.5")
+    model = resnet8(switches="1x1.0,2x0.5")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.txt").write_text("old")
     with pytest.raises(FileExistsError, match="overwrite=True"):
@@ -232,7 +232,7 @@ def test_existing_folder_needs_overwrite(tmp_path):
 
 
 def test_bad_switch_names_the_argument(tmp_path):
-    model = resnet20(switches="1x1.0,2x0.5")
+    model = resnet8(switches="1x1.0,2x0.5")
     with pytest.raises(ValueError, match="switches: .*4x0.25"):
         export_bundle(model, "4x0.25", tmp_path / "out", progress=None)
     with pytest.raises(ValueError, match="int8=True needs calibration"):

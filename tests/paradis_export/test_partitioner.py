@@ -8,17 +8,17 @@ from keras import ops
 from paradis_export import partition
 from paradis_export._keras_stages import run_keras, stage_models
 from paradis_tf.accounting import device_summary
-from tests.paradis_export.helpers import SPLIT_SWITCHES, mobilenet, resnet20
+from tests.paradis_export.helpers import SPLIT_SWITCHES, mobilenet, resnet8
 
 
 @pytest.fixture(scope="module")
 def models():
-    return {"resnet20": resnet20(), "mobilenet_v1": mobilenet()}
+    return {"resnet8": resnet8(), "mobilenet_v1": mobilenet()}
 
 
 @pytest.mark.parametrize("receive", ["concat", "sum"])
 @pytest.mark.parametrize("switch", SPLIT_SWITCHES)
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1"])
 def test_keras_programs_equal_model(models, name, switch, receive, rng):
     model = models[name]
     part = partition(model, switch, receive=receive)
@@ -30,7 +30,7 @@ def test_keras_programs_equal_model(models, name, switch, receive, rng):
 
 @pytest.mark.parametrize("switch", SPLIT_SWITCHES)
 def test_sends_are_contiguous_slices_of_permuted_channels(models, switch):
-    model = models["resnet20"]
+    model = models["resnet8"]
     part = partition(model, switch)
     for t, perms in part.permutations.items():
         c = part.graph.shapes[t][-1]
@@ -59,7 +59,7 @@ def test_permutation_makes_two_device_sends_single_slices(models):
 
 
 @pytest.mark.parametrize("switch", SPLIT_SWITCHES)
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v1"])
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1"])
 def test_traffic_and_flops_match_accounting(models, name, switch):
     model = models[name]
     part = partition(model, switch)
@@ -75,7 +75,7 @@ def test_traffic_and_flops_match_accounting(models, name, switch):
 
 
 def test_stages_cut_where_a_device_receives(models):
-    part = partition(models["resnet20"], "2x0.5")
+    part = partition(models["resnet8"], "2x0.5")
     for prog in part.devices:
         for i, stage in enumerate(prog.stages):
             received = [t for t in stage.inputs if "_to" in t]
@@ -92,7 +92,7 @@ def test_local_part_of_a_receiving_layer_runs_in_the_stage_before(models, switch
     # The device multiplies its own channels while the pieces travel: the
     # receiving stage only adds the pieces' product to a partial that the
     # previous stage computed from the device's own channels.
-    part = partition(models["resnet20"], switch, receive=receive)
+    part = partition(models["resnet8"], switch, receive=receive)
     checked = 0
     for prog in part.devices:
         waits_in = {s.tensor: s.receiver_stage for s in part.sends if s.receiver == prog.device}
@@ -145,7 +145,7 @@ def test_rejects_non_split_model():
 
 def test_rejects_unknown_switch(models):
     with pytest.raises(ValueError, match="3x1/3"):
-        partition(models["resnet20"], "3x1/3")
+        partition(models["resnet8"], "3x1/3")
 
 
 @pytest.mark.parametrize("receive", ["concat", "sum"])

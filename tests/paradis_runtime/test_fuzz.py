@@ -694,12 +694,12 @@ class LiveGraph:
 
 
 def build_bundle(folder: Path) -> Path:
-    """A small float32 bundle (ResNet-20 at width 0.25 with sparse gates, as
+    """A small float32 bundle (ResNet-8 at width 0.25 with sparse gates, as
     test_peer.py builds it) with two 2-device switches."""
     from paradis_export import export_bundle
-    from tests.paradis_export.helpers import resnet20
+    from tests.paradis_export.helpers import resnet8
 
-    model = resnet20(switches=LIVE_SWITCHES)
+    model = resnet8(switches=LIVE_SWITCHES)
     export_bundle(model, LIVE_SWITCHES, folder, progress=None)
     return folder
 

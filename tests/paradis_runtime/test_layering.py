@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_runtime_runs_a_bundle_without_keras_or_tensorflow(tmp_path):
     from paradis_export import export_bundle
-    from tests.paradis_export.helpers import real_images, resnet20
+    from tests.paradis_export.helpers import real_images, resnet8
 
-    export_bundle(resnet20(switches="1x1.0,2x0.5"), "2x0.5", tmp_path / "b", progress=None)
+    export_bundle(resnet8(switches="1x1.0,2x0.5"), "2x0.5", tmp_path / "b", progress=None)
     x, _ = real_images(1)
     np.save(tmp_path / "x.npy", x)
     # The executor, then a peer (device 1) and the coordinator (device 0) over loopback TCP.

@@ -9,7 +9,7 @@ import pytest
 
 from paradis_export import ReferenceExecutor, export_bundle
 from paradis_runtime import TLS, PeerConfig, connect, serve
-from tests.paradis_export.helpers import real_images, resnet20
+from tests.paradis_export.helpers import real_images, resnet8
 
 KEY = "tls-test-session-key-0123456789"
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -25,7 +25,7 @@ def _certificate(folder, name):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
-    export_bundle(resnet20(switches="1x1.0,2x0.5"), "2x0.5", folder / "b", progress=None)
+    export_bundle(resnet8(switches="1x1.0,2x0.5"), "2x0.5", folder / "b", progress=None)
     return folder, _certificate(folder, "device1"), _certificate(folder, "stranger")
 
 
