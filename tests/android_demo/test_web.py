@@ -359,7 +359,8 @@ def test_two_pages_as_two_devices_match_the_reference_executor(bundles, images, 
             assert pages[1].evaluate("window.paradis.state.peer.history.length") == len(images)
             if precision == "float32":
                 # The page renders after an inference (bench/web.py keeps this picture in docs/results).
-                pages[0].screenshot(path=str(tmp_path / "web_demo.png"), full_page=True)
+                shot = pages[0].screenshot(full_page=True)
+                assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000, len(shot)
                 assert "class" in pages[0].inner_text("#prediction")
             assert [p.evaluate("window.paradis.errors") for p in pages] == [[], []]
             assert [p.problems for p in pages] == [[], []]
