@@ -6,53 +6,10 @@ from typing import Callable, Optional, Sequence
 
 import keras
 
+from paradis_tf.graph_walk import layer_calls
 from paradis_tf.layers._base import SwitchedLayer
 
 __all__ = ["device_summary"]
-
-
-def _walk_graph(model: keras.Model, input_shape: Sequence[int], visit: Callable) -> object:
-    """Walks a functional model's graph with symbolic specs, batch 1.
-
-    ``visit(layer, args, kwargs, output_spec)`` sees every layer call (nested
-    functional models are walked through); returns the model's output spec.
-    Nothing is computed and the model gains no new nodes.
-    """
-    if not hasattr(model, "_run_through_graph"):
-        raise ValueError(
-            f"Expected a functional keras.Model (built from keras.Input), "
-            f"received {type(model).__name__}."
-        )
-    if len(model.inputs) != 1:
-        raise ValueError(
-            f"Expected a model with one input, received {len(model.inputs)}."
-        )
-
-    def operation_fn(op):
-        def run(*args, **kwargs):
-            if hasattr(op, "_run_through_graph") and isinstance(op, keras.Model):
-                return op._run_through_graph(args[0], operation_fn=operation_fn)
-            out = op.compute_output_spec(*args, **kwargs)
-            visit(op, args, kwargs, out)
-            return out
-
-        return run
-
-    spec = keras.KerasTensor((1,) + tuple(int(s) for s in input_shape), dtype=model.inputs[0].dtype)
-    return model._run_through_graph([spec], operation_fn=operation_fn)
-
-
-def _trace(model: keras.Model, input_shape: Sequence[int]) -> list:
-    """(layer, switch, input shape) of every layer call, for a batch-1 input."""
-    records = []
-
-    def visit(op, args, kwargs, out):
-        if isinstance(op, keras.layers.Layer) and args:
-            first = keras.tree.flatten(args[0])[0]
-            records.append((op, kwargs.get("switch"), tuple(first.shape)))
-
-    _walk_graph(model, input_shape, visit)
-    return records
 
 
 def _fmt_bytes(n: float) -> str:
@@ -99,7 +56,7 @@ def device_summary(
         raise ValueError(
             f"bytes_per_element must be a positive int, received {bytes_per_element!r}."
         )
-    records = _trace(model, input_shape)
+    records = layer_calls(model, input_shape)
     per_switch: dict = {}
     for layer, switch, shape in records:
         if not isinstance(layer, SwitchedLayer):

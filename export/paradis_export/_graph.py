@@ -14,7 +14,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from paradis_tf.accounting import _walk_graph
+from paradis_tf.graph_walk import walk_graph
 from paradis_tf.layers import (
     PartialSumFusion,
     SplitConv2D,
@@ -135,7 +135,7 @@ def trace(model: keras.Model, switch) -> LogicalGraph:
                 ins.append(names[id(t)])
         raw.append((op, kwargs.get("switch"), ins, new_name(out)))
 
-    out = keras.tree.flatten(_walk_graph(plain, shape[1:], visit))[0]
+    out = keras.tree.flatten(walk_graph(plain, shape[1:], visit))[0]
     input_name = "t0"
     graph = LogicalGraph(sw, input_name, shape, names[id(out)], shapes, [], {input_name})
     from paradis_export import kinds  # after this module: the kinds import Op from here

@@ -8,6 +8,7 @@ from paradis_tf.layers._base import SplitLinearLayer, SwitchedLayer
 from paradis_tf.layers._cost import LayerCost
 from paradis_tf.layers.first_device_conv2d import FirstDeviceConv2D
 from paradis_tf.layers.gate_config import GateConfig
+from paradis_tf.layers.gate_variables import GateVariables
 from paradis_tf.layers.partial_sum_fusion import PartialSumFusion
 from paradis_tf.layers.pixel_shuffle import PixelShuffle
 from paradis_tf.layers.split_conv2d import SplitConv2D
@@ -22,6 +23,7 @@ from paradis_tf.layers.weight_norm_split_conv2d import WeightNormSplitConv2D
 __all__ = [
     "FirstDeviceConv2D",
     "GateConfig",
+    "GateVariables",
     "LayerCost",
     "PartialSumFusion",
     "PixelShuffle",

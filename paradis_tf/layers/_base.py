@@ -25,6 +25,7 @@ from keras import ops
 
 from paradis_tf.layers._cost import LayerCost
 from paradis_tf.layers.gate_config import GateConfig
+from paradis_tf.layers.gate_variables import GateVariables
 from paradis_tf.switches import SwitchSet
 
 
@@ -266,7 +267,7 @@ class SplitLinearLayer(SwitchedLayer):
                 # A free gate is open when its logit >= this threshold: 0 for a
                 # layer on its own; a SplitModel training under a budget sets it
                 # every step to the switch's budget-exact cut (see
-                # SplitModel._select_gates), so the gates in use always meet
+                # training.budget_cut.cut_threshold), so the gates in use always meet
                 # the annealed budget. Every replica computes the same value.
                 self._gate_thresholds[i] = self.add_weight(
                     name=f"gate_threshold_{i}",
@@ -402,6 +403,24 @@ class SplitLinearLayer(SwitchedLayer):
                 "learned gates."
             )
         return ops.convert_to_numpy(self._gate_logits[index]) * self.gates.logit_scale
+
+    def gate_variables(self, switch) -> GateVariables:
+        """The variables of a learned switch's gates (logits, pins, threshold,
+        held state, EMA): what a budget cut reads and writes."""
+        index = self.switch_index(switch)
+        if index not in self._gate_logits:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': switch '{self.switches[index]}' has no "
+                "learned gates."
+            )
+        return GateVariables(
+            logits=self._gate_logits[index],
+            pins=self._gate_pins[index],
+            threshold=self._gate_thresholds[index],
+            state=self._gate_states[index],
+            ema=self._gate_emas[index],
+            logit_scale=self.gates.logit_scale,
+        )
 
     def gate_weight_norms(self, switch):
         """(Cin, D) L2 norm of the kernel entries each gate carries: input

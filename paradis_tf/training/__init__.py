@@ -1,8 +1,9 @@
 """Multi-switch training: SplitModel (train step, budgets, distillation,
-finalization, batch-norm recalibration), its schedule, the gate ranking of
-its budget cut, the sandwich rule (which switches a step runs), and a validation
-callback that recalibrates batch norm first, the Link budget (a traffic
-budget in time on a link, latency included), and the Task (what the output is: loss,
+finalization, batch-norm recalibration), its schedule, the budget cut
+(budget_cut: which gates a step opens) and the gate ranking it uses, the
+sandwich rule (which switches a step runs), a validation callback that
+recalibrates batch norm first, the Link budget (a traffic budget in time on a
+link, latency included), and the Task (what the output is: loss,
 distillation, metric)."""
 
 from paradis_tf.training.budget_schedule import BudgetSchedule

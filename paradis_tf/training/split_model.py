@@ -27,11 +27,13 @@ import numpy as np
 import keras
 from keras import ops
 
-from paradis_tf.accounting import _trace
+from paradis_tf.graph_walk import layer_calls
 from paradis_tf.layers._base import SplitLinearLayer
 from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNormalization
 from paradis_tf.switches import SwitchSet
 from paradis_tf.training._odd_batch import even_batch, needs_even_batches
+from paradis_tf.training import budget_cut
+from paradis_tf.training.budget_cut import TrafficTerm
 from paradis_tf.training.budget_schedule import BudgetSchedule
 from paradis_tf.training.gate_ranking import GateRanking
 from paradis_tf.training.link_budget import Link, LinkCost, LinkRatio, LinkTerm, SwitchLink
@@ -81,22 +83,11 @@ def _atomic_write(filepath, overwrite, write):
             os.remove(tmp)
 
 
-class _TrafficTerm:
-    """One split layer's share of a switch's traffic (not tracked by Keras)."""
-
-    def __init__(self, layer, index, positions, remote):
-        self.layer = layer
-        self.index = index
-        self.positions = positions
-        self.remote = remote  # (Cin, D) numpy
-        self.dense = float(positions * remote.sum())
-
-
 class _Plan:
     """Static, per-switch bookkeeping held outside Keras' attribute tracking."""
 
     def __init__(self, traffic, outputs):
-        self.traffic = traffic  # {switch name: [_TrafficTerm]}
+        self.traffic = traffic  # {switch name: [TrafficTerm]}
         self.outputs = outputs  # {switch name: KerasTensor}
         self.switch_models = {}
         self.links = {}  # {(switch name, Link): SwitchLink}
@@ -174,14 +165,14 @@ class SplitModel(keras.Model):
                 f"SplitModel needs a fully known input shape to weigh traffic, received {tuple(shape)}."
             )
         traffic = {n: [] for n in self._switch_set.names}
-        for layer, switch, in_shape in _trace(self, shape):
+        for layer, switch, in_shape in layer_calls(self, shape):
             if not isinstance(layer, SplitLinearLayer):
                 continue
             remote = layer.remote_mask(switch)
             if remote.any():
                 positions = int(np.prod(in_shape[1:-1]))
                 name = self._switch_set[switch].name
-                traffic[name].append(_TrafficTerm(layer, layer.switch_index(switch), positions, remote))
+                traffic[name].append(TrafficTerm(layer, layer.switch_index(switch), positions, remote))
         return traffic
 
     def switch_model(self, switch) -> keras.Model:
@@ -204,7 +195,7 @@ class SplitModel(keras.Model):
         """Names of the switches with at least one learned gate."""
         return tuple(
             n for n, terms in self._plan.traffic.items()
-            if any(t.layer.has_learned_gates(t.index) for t in terms)
+            if any(t.learned for t in terms)
         )
 
     # -- traffic --------------------------------------------------------------
@@ -215,61 +206,18 @@ class SplitModel(keras.Model):
         dense = sum(float(t.remote.sum()) if count else t.dense for t in terms)
         sent = 0.0
         for t in terms:
-            gate = t.layer._gate_matrix(t.index, training, expected)  # (Cin, D)
+            # (Cin, D): open-probabilities for a penalty, else the gates in use.
+            gate = t.layer.gate_probabilities(t.index) if expected else t.layer.gate_matrix(t.index, training)
             weight = 1.0 if count else t.positions
             sent = sent + weight * ops.sum(ops.multiply(ops.cast(t.remote, "float32"), ops.cast(gate, "float32")))
         return sent / dense
 
     def _select_gates(self, name, budget, scores=None):
-        """The budget-exact cut of switch ``name``: its gate threshold.
+        """The budget-exact threshold of switch ``name`` (budget_cut.cut_threshold)."""
+        return budget_cut.cut_threshold(self._plan.traffic[name], budget, scores)
 
-        Free learned gates are taken in order of falling logit (or of
-        ``scores``: one (Cin, D) tensor per learned term) while their
-        bytes fit in ``budget * dense - fixed`` (fixed: gates pinned open and
-        open gates of non-learned layers); the threshold is the last logit
-        taken, so ``logit >= threshold`` opens exactly those gates (a tie that
-        would overflow the budget is left out whole). Differentiable nowhere,
-        cheap (one sort of the switch's remote gates). Returns a float32
-        scalar: +inf when nothing fits.
-        """
-        terms = self._plan.traffic[name]
-        dense = sum(t.dense for t in terms)
-        fixed = 0.0
-        given = None if scores is None else iter(scores)
-        scores, costs = [], []
-        for t in terms:
-            if not t.layer.has_learned_gates(t.index):
-                fixed += t.positions * float((t.remote * t.layer.gate_values(t.index)).sum())
-                continue
-            score = t.layer._gate_logits[t.index] * t.layer.gates.logit_scale if given is None else next(given)
-            logits = ops.reshape(score, (-1,))  # (Cin*D,)
-            pins = ops.reshape(t.layer._gate_pins[t.index], (-1,))
-            remote = ops.cast(np.reshape(t.remote, (-1,)), "float32")
-            free = ops.logical_and(ops.greater(remote, 0.0), ops.less(pins, 0.0))
-            fixed = fixed + t.positions * ops.sum(remote * ops.cast(ops.equal(pins, 1.0), "float32"))
-            # Gates that are not free sort last and cost nothing.
-            scores.append(ops.where(free, ops.cast(logits, "float32"), -np.inf))
-            costs.append(ops.where(free, float(t.positions), 0.0))
-        scores = ops.concatenate(scores)  # (N,) every learned gate of the switch
-        costs = ops.concatenate(costs)  # (N,) its bytes per element on the wire
-        allowance = ops.cast(budget, "float32") * dense - fixed
-        order = ops.flip(ops.argsort(scores))  # falling logit
-        ranked = ops.take(scores, order)
-        taken = ops.logical_and(
-            ops.less_equal(ops.cumsum(ops.take(costs, order)), allowance + 1e-6),
-            ops.isfinite(ranked),
-        )
-        threshold = ops.min(ops.where(taken, ranked, np.inf))
-        # A tie at the threshold opens the whole tie group: if its bytes do not
-        # fit, cut above it instead.
-        over = ops.sum(ops.where(ops.greater_equal(scores, threshold), costs, 0.0)) > allowance + 1e-6
-        above = ops.min(ops.where(ops.greater(scores, threshold), scores, np.inf))
-        return ops.where(over, above, threshold)
-
-    def _set_threshold(self, name, threshold):
-        for t in self._plan.traffic[name]:
-            if t.layer.has_learned_gates(t.index):
-                t.layer._gate_thresholds[t.index].assign(threshold)
+    def _learned_terms(self, name) -> list:
+        return [t for t in self._plan.traffic[name] if t.learned]
 
     def traffic_ratio(self, switch) -> Optional[float]:
         """Gated bytes / dense tensor-parallel bytes of a switch as deployed
@@ -285,7 +233,7 @@ class SplitModel(keras.Model):
         if key not in self._plan.links:
             terms = []
             for t in self._plan.traffic[name]:
-                if t.layer.has_learned_gates(t.index):
+                if t.learned:
                     terms.append(LinkTerm(t.positions, t.remote, temperature=t.layer.gates.temperature))
                 else:
                     terms.append(LinkTerm(t.positions, t.remote, fixed_gate=t.layer.gate_values(t.index)))
@@ -548,82 +496,17 @@ class SplitModel(keras.Model):
                 if ranking.holds_state:
                     self._held_cut(name, budget, ranking, training)
                 else:
-                    self._set_threshold(name, self._select_gates(name, budget))
-
-    def _ranking_scores(self, terms, ranking):
-        """(Cin, D) score of every gate of each learned term, as ``ranking`` ranks them."""
-        if ranking.score == "logits":
-            return [t.layer._gate_logits[t.index] * t.layer.gates.logit_scale for t in terms]
-        if ranking.score == "ema":
-            return [ops.convert_to_tensor(t.layer._gate_emas[t.index]) for t in terms]
-        scores = []
-        for t in terms:
-            norms = t.layer.gate_weight_norms(t.index)  # (Cin, D)
-            remote = ops.cast(t.remote, "float32")
-            # Relative to the layer's mean remote norm: layers differ in fan-in.
-            mean = ops.sum(norms * remote) / max(float(t.remote.sum()), 1.0)
-            scores.append(ops.stop_gradient(norms / ops.maximum(mean, 1e-12)))
-        return scores
+                    budget_cut.set_threshold(self._plan.traffic[name], self._select_gates(name, budget))
 
     def _held_cut(self, name, budget, ranking, training):
-        """The cut of a GateRanking that holds its decision (gate states)."""
-        terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
-        if not terms:
-            return
-        if ranking.score == "ema" and training:
-            for t in terms:
-                logits = t.layer._gate_logits[t.index] * t.layer.gates.logit_scale
-                ema = t.layer._gate_emas[t.index]
-                ema.assign(ranking.ema_decay * ops.convert_to_tensor(ema)
-                           + (1.0 - ranking.ema_decay) * ops.stop_gradient(logits))
-        scores = self._ranking_scores(terms, ranking)
-        ranked, opened = [], []
-        for t, score in zip(terms, scores):
-            state = ops.convert_to_tensor(t.layer._gate_states[t.index])  # (Cin, D): -1 not cut yet, 0/1 held
-            logits = t.layer._gate_logits[t.index] * t.layer.gates.logit_scale
-            threshold = ops.convert_to_tensor(t.layer._gate_thresholds[t.index])
-            open_now = ops.where(ops.less(state, 0.0), ops.cast(ops.greater_equal(logits, threshold), "float32"),
-                                 state)
-            score = ops.cast(score, "float32")
-            if ranking.score == "weight_norm":
-                # Prune-only: a shut gate's entries stopped training; it stays shut.
-                score = ops.where(ops.equal(state, 0.0), -np.inf, score)
-            ranked.append(score + ranking.hysteresis * open_now)
-            opened.append(state)
-        cut = self._select_gates(name, budget, ranked)
-        step = ops.convert_to_tensor(self.budget_step)
-        due = ops.equal(ops.mod(step, ranking.recut_every), 0)
-        if ranking.freeze_after_anneal:
-            # Cuts while annealing, and once more at the step where the budget
-            # reaches its target: the set frozen from then on meets the target
-            # (a cut one step earlier saw a larger budget: with a short anneal,
-            # or a recut period that skips end_step, far larger).
-            end = self._budget_schedule.end_step
-            due = ops.logical_or(ops.logical_and(due, ops.less(step, end)), ops.equal(step, end))
-        for t, score, state in zip(terms, ranked, opened):
-            # The first call cuts whatever the schedule says (no decision yet);
-            # inference never changes a decision.
-            now = ops.logical_or(ops.logical_and(due, training), ops.less(ops.min(state), 0.0))
-            # (Cin, D): 1 for the remote gates the cut opens (local entries are
-            # always received and carry no decision).
-            decision = ops.cast(ops.greater_equal(score, cut), "float32") * ops.cast(t.remote, "float32")
-            t.layer._gate_states[t.index].assign(ops.where(now, decision, state))
-            if ranking.learns_logits:
-                # The relaxation's centre (its gradient is largest for gates near the cut).
-                t.layer._gate_thresholds[t.index].assign(
-                    ops.where(now, ops.cast(cut, "float32"), ops.convert_to_tensor(t.layer._gate_thresholds[t.index])))
+        """The cut of a GateRanking that holds its decision (budget_cut.held_cut)."""
+        budget_cut.held_cut(self._learned_terms(name), budget, ranking, training, self.budget_step,
+                            self._budget_schedule)
 
     def _apply_link_cut(self, name, link):
-        # One threshold per layer (the layers hold one per switch): the price
-        # cut of link_budget.py at the annealed time budget of each device.
-        terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
-        switch_link = self._switch_link(name, link)
-        logits = [t.layer._gate_logits[t.index] * t.layer.gates.logit_scale for t in terms]  # (Cin, D) each
-        pins = [t.layer._gate_pins[t.index] for t in terms]
-        budget = switch_link.budget_seconds(self._budget_schedule, self.budget_step)  # (D,)
-        thresholds = switch_link.layer_thresholds(logits, pins, budget)  # (T,)
-        for n, t in enumerate(terms):
-            t.layer._gate_thresholds[t.index].assign(thresholds[n])
+        # The price cut of link_budget.py at the annealed time budget of each device.
+        budget = self._switch_link(name, link).budget_seconds(self._budget_schedule, self.budget_step)  # (D,)
+        budget_cut.link_cut(self._learned_terms(name), self._switch_link(name, link), budget)
 
     def current_budget(self, switch) -> float:
         """The annealed budget of a switch at the current training step: a
@@ -731,7 +614,7 @@ class SplitModel(keras.Model):
         budgets = self._resolve_budgets(budget) if budget is not None else dict(self._budgets)
         result = {}
         for name in self.learned_switches():
-            terms = [t for t in self._plan.traffic[name] if t.layer.has_learned_gates(t.index)]
+            terms = self._learned_terms(name)
             link = budgets[name] if isinstance(budgets.get(name), Link) else None
             if name in budgets:
                 for t in terms:
@@ -744,8 +627,8 @@ class SplitModel(keras.Model):
                 ranking = getattr(self, "_gate_ranking", GateRanking())
                 if not ranking.holds_state:
                     threshold = ops.convert_to_numpy(self._select_gates(name, budgets[name]))
-                    self._set_threshold(name, threshold)
-                elif (budget is not None or any(float(ops.min(t.layer._gate_states[t.index])) < 0 for t in terms)
+                    budget_cut.set_threshold(terms, threshold)
+                elif (budget is not None or any(float(ops.min(t.gates.state)) < 0 for t in terms)
                       # The cut at end_step (made in the step that leaves budget_step
                       # at end_step + 1) is the first at the target: before it, the
                       # held set is over budget.
@@ -753,11 +636,7 @@ class SplitModel(keras.Model):
                       or int(ops.convert_to_numpy(self.budget_step)) <= self._budget_schedule.end_step):
                     # A new budget, no decision yet, or training stopped before the
                     # budget reached its target: cut by the ranking's scores.
-                    scores = self._ranking_scores(terms, ranking)
-                    cut = self._select_gates(name, budgets[name], scores)
-                    for t, score in zip(terms, scores):
-                        decision = ops.cast(ops.greater_equal(score, cut), "float32") * ops.cast(t.remote, "float32")
-                        t.layer._gate_states[t.index].assign(decision)
+                    budget_cut.decide(terms, budgets[name], ranking)
                 # else: the decision the training steps held is what gets pinned.
             for t in terms:
                 # (Cin, D): remote gates pinned to their current value; the
