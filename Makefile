@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := dataset-fashion-mnist openssl
 # Two workers (the CI machine has 2 cores); whole files per worker so module fixtures build once.
 PYTEST := $(PY) -m pytest -q -m "not large" -p no:cacheprovider -n 2 --dist loadfile
 
-.PHONY: install system-packages test test-tf test-jax demo bench clean
+.PHONY: install system-packages lint test test-tf test-jax demo bench clean
 
 # The phone side (android_demo/): each part brings its own recipe, adds its
 # Debian packages to DEBIAN_PACKAGES and its build target to PHONE_TARGETS
@@ -38,7 +38,11 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test: install system-packages $(PHONE_TARGETS) test-tf test-jax
+test: install system-packages $(PHONE_TARGETS) lint test-tf test-jax
+
+# pyflakes + pycodestyle at 120 columns (pyproject.toml, [tool.ruff]): seconds.
+lint: install
+	$(VENV)/bin/ruff check .
 
 test-tf: install
 	KERAS_BACKEND=tensorflow $(PYTEST) tests

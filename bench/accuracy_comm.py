@@ -43,9 +43,10 @@ library's default, disco_0.2): diff_mean and ci95 in top-1 fractions
 Presets: ``--preset gpu`` (60k/10k images, 12 epochs, 5 seeds; run it with
 KERAS_BACKEND=jax on a GPU); ``--preset cpu`` is the setting for this 2-core
 machine. Per-run records are kept in bench/records (committed), so an
-interrupted benchmark resumes, also in a later session on a fresh machine. ``--variants V1,V2 --merge`` runs only those variants and
-keeps every other row of the stored results file (refused unless that file
-was measured in the same setting, recipes and backend).
+interrupted benchmark resumes, also in a later session on a fresh machine.
+``--variants V1,V2 --merge`` runs only those variants and keeps every other
+row of the stored results file (refused unless that file was measured in the
+same setting, recipes and backend).
 
 Writes docs/results/accuracy_comm.json, .md and .png.
 """
@@ -277,13 +278,15 @@ def markdown(summary, setting, verdict):
             secs = "-" if row.get("seconds") is None else f"{row['seconds']:.0f}"
             lines.append(
                 f"| {variant} | {100 * row['top1']:.2f} | {100 * (row['top1_spread'] or 0):.2f} | "
-                f"{len(row['top1_seeds'])} | {d} | {ci} | {p['baseline'] if p else '-'} | {du} | {ciu} | {dd} | {cid} | "
+                f"{len(row['top1_seeds'])} | {d} | {ci} | {p['baseline'] if p else '-'} | "
+                f"{du} | {ciu} | {dd} | {cid} | "
                 f"{row['comm_ratio']:.3f} | {row['flops_per_device_ratio']:.3f} | "
                 f"{row['params_per_device_ratio']:.3f} | {gap} | {secs} |")
         inst = regime.get("instrument")
         if inst:
             lines += ["", f"Instrument: unsplit - independent = {100 * inst['unsplit_minus_independent']:.2f} pt, "
-                      f"{inst['gap_in_half_widths']:.1f}x its paired half-width ({100 * inst['gap_half_width']:.2f} pt); "
+                      f"{inst['gap_in_half_widths']:.1f}x its paired half-width "
+                      f"({100 * inst['gap_half_width']:.2f} pt); "
                       f"widest half-width in this regime {100 * (inst['max_half_width'] or 0):.2f} pt."]
         lines.append("")
     lines += ["## Targets", "", "| target | wanted | met |", "|---|---|---|"]
@@ -293,7 +296,8 @@ def markdown(summary, setting, verdict):
     lines += ["", "Gate rankings tried (`paradis_tf.training.GateRanking` arguments): "
               + "; ".join(f"`{k}`: {v}" for k, v in RECIPES.items()), "", f"Command: `{setting['command']}`"]
     if setting.get("merged_from"):
-        lines.append("Rows it did not run come from earlier runs: " + ", ".join(f"`{c}`" for c in setting["merged_from"]))
+        merged = ", ".join(f"`{c}`" for c in setting["merged_from"])
+        lines.append(f"Rows it did not run come from earlier runs: {merged}")
     lines.append("")
     return "\n".join(lines)
 

@@ -341,10 +341,11 @@ def render_text(name: str, res: dict) -> str:
             f"{'params':>10} {'MFLOPs':>8}")
     text = [f"== {name}: {res['setting']['model']} on {_shape(res)}, {res['setting']['runs']} runs ==",
             head, "-" * len(head)]
-    for f, l in _joined(res):
-        text.append(f"{f['switch']:<7} {f['precision']:<7} {f['device']:>3} {l['stages']:>6} "
-                    f"{l['stages_waiting_remote']:>6} {l['latency_ms']:>8.3f} {l['latency_ratio_vs_unsplit']:>8.3f} "
-                    f"{l['compute_ms']:>8.3f} {l['compute_ratio_vs_unsplit']:>9.3f} {l['flops_ratio_vs_unsplit']:>11.3f} "
+    for f, s in _joined(res):
+        text.append(f"{f['switch']:<7} {f['precision']:<7} {f['device']:>3} {s['stages']:>6} "
+                    f"{s['stages_waiting_remote']:>6} {s['latency_ms']:>8.3f} {s['latency_ratio_vs_unsplit']:>8.3f} "
+                    f"{s['compute_ms']:>8.3f} {s['compute_ratio_vs_unsplit']:>9.3f} "
+                    f"{s['flops_ratio_vs_unsplit']:>11.3f} "
                     f"{f['file_bytes'] / 1024:>9.1f} {f['file_ratio_vs_unsplit']:>10.3f} {f['params']:>10,} "
                     f"{f['flops'] / 1e6:>8.2f}")
     text += ["", f"unsplit int8 / float32 latency: {res['unsplit_int8_over_float32_latency']:.3f}"]
@@ -390,10 +391,10 @@ def render_model_md(name: str, res: dict) -> list:
           "| switch | precision | device | stages | remote | latency ms | latency / unsplit | compute ms "
           "| compute / unsplit | FLOPs / unsplit | file bytes | file / unsplit | params | FLOPs |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for f, l in _joined(res):
-        md.append(f"| {f['switch']} | {f['precision']} | {f['device']} | {l['stages']} | {l['stages_waiting_remote']} "
-                  f"| {l['latency_ms']:.3f} | {l['latency_ratio_vs_unsplit']:.3f} | {l['compute_ms']:.3f} | "
-                  f"{l['compute_ratio_vs_unsplit']:.3f} | {l['flops_ratio_vs_unsplit']:.3f} | {f['file_bytes']:,} | "
+    for f, s in _joined(res):
+        md.append(f"| {f['switch']} | {f['precision']} | {f['device']} | {s['stages']} | {s['stages_waiting_remote']} "
+                  f"| {s['latency_ms']:.3f} | {s['latency_ratio_vs_unsplit']:.3f} | {s['compute_ms']:.3f} | "
+                  f"{s['compute_ratio_vs_unsplit']:.3f} | {s['flops_ratio_vs_unsplit']:.3f} | {f['file_bytes']:,} | "
                   f"{f['file_ratio_vs_unsplit']:.3f} | {f['params']:,} | {f['flops']:,} |")
     md += ["", f"Unsplit model, int8 / float32 latency: **{res['unsplit_int8_over_float32_latency']:.3f}**.", "",
            "Per-stage cost (every stage of the split switches): the median of call - `Invoke` over all calls; "
@@ -407,7 +408,8 @@ def render_model_md(name: str, res: dict) -> list:
            "+ compute ratio x C, that device beats the unsplit model once the unsplit compute C exceeds "
            "stages x (call - Invoke) / (1 - compute ratio). This assumes the compute ratio stays as measured "
            "when the model grows, which it roughly does only for the same architecture.", "",
-           "| switch | precision | device | stages | compute / unsplit | FLOPs / unsplit | break-even unsplit compute ms |",
+           "| switch | precision | device | stages | compute / unsplit | FLOPs / unsplit "
+           "| break-even unsplit compute ms |",
            "|---|---|---|---|---|---|---|"]
     for b in res["break_even"]:
         md.append(f"| {b['switch']} | {b['precision']} | {b['device']} | {b['stages']} | "
@@ -608,7 +610,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: width 0.25, 5 runs, 20 calibration images")
     parser.add_argument("--out", default=None, help="folder for export.json, .md, .png (default docs/results)")
     args = parser.parse_args()
-    for key, value in ({"width": 0.25, "calibration": 20} if args.quick else {"width": 1.0, "calibration": 200}).items():
+    defaults = {"width": 0.25, "calibration": 20} if args.quick else {"width": 1.0, "calibration": 200}
+    for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if (args.runs is not None and args.runs < 1) or args.calibration < 1 or args.threads < 1:

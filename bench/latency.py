@@ -513,7 +513,8 @@ def write_report(payload: dict) -> None:
         e = payload["exchange"]
         lines += ["## Runtime cost per exchange against raw TCP", "",
                   f"Round trip of one frame each way ({e['bytes_out']:,} B out, {e['bytes_back']:,} B back, the "
-                  f"largest pieces of `disco_0.2` float32), median of {e['rounds']} rounds of each, interleaved: raw TCP "
+                  f"largest pieces of `disco_0.2` float32), median of {e['rounds']} rounds of each, interleaved: "
+                  f"raw TCP "
                   f"{e['raw_tcp_round_trip_ms']:.3f} ms, paradis runtime (checked frames, reader thread, "
                   f"handler) {e['runtime_round_trip_ms']:.3f} ms: **{e['ratio']:.2f}x**.", ""]
     if payload.get("planner"):

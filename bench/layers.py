@@ -107,7 +107,8 @@ def main() -> None:
 
     result = {
         "benchmark": "layers",
-        "description": "forward+backward+update step time, split residual blocks (2x0.5, learned gates) / stock Keras blocks",
+        "description": "forward+backward+update step time, split residual blocks (2x0.5, learned gates) "
+                       "/ stock Keras blocks",
         "setting": setting,
         "target": {"step_time_ratio": TARGET},
         "step_time_ratio": rows[0]["step_time_ratio"],

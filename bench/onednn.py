@@ -164,7 +164,8 @@ def main() -> None:
                 m["ratios"] = [round(x, 3) for x in ratios]
             metrics[key][config] = m
 
-    header = f"{'config':<12} {'train ms':>9} {'ratio':>6} {'min':>6} {'max':>6} {'predict ms':>11} {'ratio':>6} {'min':>6} {'max':>6}"
+    header = (f"{'config':<12} {'train ms':>9} {'ratio':>6} {'min':>6} {'max':>6} "
+              f"{'predict ms':>11} {'ratio':>6} {'min':>6} {'max':>6}")
     lines = [header, "-" * len(header)]
     for config in configs:
         cells = []

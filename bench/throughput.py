@@ -5,8 +5,8 @@ CIFAR-style ResNet-20 on 28x28x1 inputs with switches 1x1.0,2x0.5,4x0.25
 does. Then five switches (1x1.0,1x0.7,1x0.5,2x0.5,4x0.25) trained all in
 every step against the same five under the sandwich rule
 (``Sandwich(middle=1)``: the widest, the narrowest and one of the other
-three per step), timed over whole rounds of its windows. Each backend runs in its own process; on a GPU machine run it with
-``--backends jax`` (keras + jax only). The single-switch unsplit model is
+three per step), timed over whole rounds of its windows. Each backend runs in
+its own process; on a GPU machine run it with ``--backends jax`` (keras + jax only). The single-switch unsplit model is
 measured in the same process as the baseline, so the ratio is machine-neutral.
 
 Writes docs/results/throughput.json and .md.
@@ -78,7 +78,8 @@ def main():
               "per step; timed over whole rounds). Command: `python bench/throughput.py "
               + " ".join(sys.argv[1:]) + "`", ""]
     print("\n".join(lines))
-    C.write_json("throughput.json", {"setting": vars(args), "backends": {f"{r['backend']}-{r['device']}": r for r in rows}})
+    backends = {f"{r['backend']}-{r['device']}": r for r in rows}
+    C.write_json("throughput.json", {"setting": vars(args), "backends": backends})
     C.write_text("throughput.md", "\n".join(lines))
 
 

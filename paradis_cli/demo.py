@@ -635,8 +635,8 @@ def _demo(children: Children, args, out: Path) -> dict:
     for sub in ("logs", "reports", "traces"):
         (out / sub).mkdir(exist_ok=True)
     stamp = _read_stamp(out)
-    print(f"paradis demo: {MODELS[args.model]} (width {WIDTH}) on Fashion-MNIST, switches {','.join(SWITCHES)}, traffic "
-          f"budget {args.budget} for 2x0.5; everything goes to {out}", flush=True)
+    print(f"paradis demo: {MODELS[args.model]} (width {WIDTH}) on Fashion-MNIST, switches {','.join(SWITCHES)}, "
+          f"traffic budget {args.budget} for 2x0.5; everything goes to {out}", flush=True)
     _train(children, args, out, stamp)
     bundles = {p: _export(children, args, out, stamp, p) for p in PRECISIONS}
     key = out / "session.key"

@@ -39,7 +39,9 @@ def add_arguments(p) -> None:
                    help="host name or IP the printed URL uses (default: this machine's LAN address)")
     p.add_argument("--max-frame-bytes", type=positive_int, default=64 * 1024 * 1024,
                    help="largest frame relayed, header included (default 64 MiB)")
-    p.add_argument("--web-root", default=str(WEB_ROOT), help="the page's folder (default: android_demo/web of this checkout, with node_modules from `npm ci`)")
+    p.add_argument("--web-root", default=str(WEB_ROOT),
+                   help="the page's folder (default: android_demo/web of this checkout, "
+                        "with node_modules from `npm ci`)")
 
 
 def lan_address() -> str:

@@ -16,5 +16,7 @@ from paradis_runtime.peer import Peer, serve
 
 __version__ = "0.1.0"
 
-__all__ = ["Coordinator", "FusionGraphError", "Link", "Peer", "PeerConfig", "ReferenceExecutor", "RequestFailed", "Result", "TLS",
-           "connect", "read_graph", "read_manifest", "resolve_graph", "serve", "validate"]
+__all__ = [
+    "Coordinator", "FusionGraphError", "Link", "Peer", "PeerConfig", "ReferenceExecutor", "RequestFailed", "Result",
+    "TLS", "connect", "read_graph", "read_manifest", "resolve_graph", "serve", "validate",
+]

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from paradis_runtime.frames import (
-    HEADER_LEN, MAX_FRAME_BYTES, MAX_REQUEST_ID, ErrorCode, FrameError, FrameType, Header, Hello, auth_mac, check_header, check_key,
-    decode_error, decode_hello, encode_error, encode_header, encode_hello,
+    HEADER_LEN, MAX_FRAME_BYTES, MAX_REQUEST_ID, ErrorCode, FrameError, FrameType, Header, Hello, auth_mac,
+    check_header, check_key, decode_error, decode_hello, encode_error, encode_header, encode_hello,
 )
 from paradis_runtime.link import Link, LinkWriter
 

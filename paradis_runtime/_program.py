@@ -245,6 +245,7 @@ def programs_for(bundle: Path, device: int, switches: Optional[list] = None, **k
     out = [DeviceProgram(bundle / entries[n]["graph"], device, **kwargs) for n in names
            if entries[n].get("num_devices", 0) > device]
     if not out:
+        largest = max(e.get("num_devices", 0) for e in entries.values())
         raise FusionGraphError(f"{bundle}: no switch {'among ' + str(switches) + ' ' if switches else ''}has a "
-                               f"device {device}; the largest has {max(e.get('num_devices', 0) for e in entries.values())}.")
+                               f"device {device}; the largest has {largest}.")
     return out

@@ -20,7 +20,9 @@ from typing import Callable
 
 __all__ = ["Link", "LinkWriter"]
 
-_SPIN_S = 0.00012  # OS sleeps overshoot ~0.09 ms here: busy-wait only the last 0.12 ms (a spin steals the core the device computes on)
+# OS sleeps overshoot ~0.09 ms here: busy-wait only the last 0.12 ms (a spin
+# steals the core the device computes on).
+_SPIN_S = 0.00012
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from paradis_runtime.schedule import Plan, fuse
 
 __all__ = [
     "PROFILE_SCHEMA", "PROFILE_VERSION", "ProfileError", "LinkModel", "exchange_cost_s", "tensor_bytes",
-    "profile_bundle", "profile_from_traces", "write_profile", "read_profile", "check_profile", "stage_seconds", "predict_latency",
+    "profile_bundle", "profile_from_traces", "write_profile", "read_profile", "check_profile", "stage_seconds",
+    "predict_latency",
     "plan", "read_measurements", "attach_measurements",
 ]
 

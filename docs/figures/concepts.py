@@ -93,10 +93,10 @@ def draw(out: Path) -> Path:
         ax.set_ylabel("input channel")
         ax.set_title(f"({'bc'[list(OPEN).index(name)]}) split layer in {name}: kernel x mask\n"
                      f"traffic ratio {traffic_ratio(layer, name):.2f} of dense tensor parallelism")
-    fig.legend(handles=[Patch(color=COLORS[0], label="local (diagonal blocks, colour of the owning device): never sent"),
-                            Patch(color="#222222", label="gate open: channel sent to that device"),
-                            Patch(facecolor="white", edgecolor="black", label="gate shut: not sent, weight unused")],
-               loc="outside lower center", ncol=3, fontsize=10, frameon=False)
+    handles = [Patch(color=COLORS[0], label="local (diagonal blocks, colour of the owning device): never sent"),
+               Patch(color="#222222", label="gate open: channel sent to that device"),
+               Patch(facecolor="white", edgecolor="black", label="gate shut: not sent, weight unused")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=10, frameon=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -95,7 +95,8 @@ def export_switch(
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"Export needs the TensorFlow backend (TFLite conversion), the active backend is "
-            f"'{keras.backend.backend()}': run with KERAS_BACKEND=tensorflow. Checkpoints trained on JAX load as they are."
+            f"'{keras.backend.backend()}': run with KERAS_BACKEND=tensorflow. "
+            "Checkpoints trained on JAX load as they are."
         )
     say = progress or (lambda line: None)
     directory = Path(directory)
@@ -125,7 +126,8 @@ def export_switch(
         calibration = _check_images(calibration, part.graph.input_shape, "calibration")
         _check_scale(calibration, {**DEFAULT_PREPROCESSING, **(preprocessing or {})}, "calibration")
         samples = calibration_samples(part, calibration, models=models)
-        say(f"[{sw.name}] calibration: {len(calibration)} images through {sum(len(p.stages) for p in part.devices)} stages")
+        stages = sum(len(p.stages) for p in part.devices)
+        say(f"[{sw.name}] calibration: {len(calibration)} images through {stages} stages")
     flat = []
     for prog in part.devices:
         flat.append(convert_device(models[prog.device], prog.stages, part.shapes, int8=int8,

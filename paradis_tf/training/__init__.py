@@ -14,4 +14,7 @@ from paradis_tf.training.sandwich import Sandwich
 from paradis_tf.training.split_model import SplitModel
 from paradis_tf.training.task import Task
 
-__all__ = ["BudgetSchedule", "GateRanking", "Link", "LinkCost", "LinkRatio", "RecalibratedValidation", "Sandwich", "SplitModel", "Task"]
+__all__ = [
+    "BudgetSchedule", "GateRanking", "Link", "LinkCost", "LinkRatio", "RecalibratedValidation", "Sandwich",
+    "SplitModel", "Task",
+]

@@ -74,7 +74,8 @@ class GateRanking:
             raise ValueError(
                 f"GateRanking.freeze_after_anneal must be True or False, received {self.freeze_after_anneal!r}."
             )
-        if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) or not 0 < self.ema_decay < 1:
+        decay = self.ema_decay
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
             raise ValueError(f"GateRanking.ema_decay must be in (0, 1), received {self.ema_decay!r}.")
         if self.penalty not in GATE_PENALTIES:
             raise ValueError(

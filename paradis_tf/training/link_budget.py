@@ -467,7 +467,8 @@ class SwitchLink:
         opened[self.point_ids[sel]] = True
         for k in range(self.num_devices):
             mine = self.point_device[self.point_ids] == k  # (N,) gates into device k
-            used = self.fixed_seconds[k] + self.gate_seconds[sel & mine].sum() + f * opened[self.point_device == k].sum()
+            used = (self.fixed_seconds[k] + self.gate_seconds[sel & mine].sum()
+                    + f * opened[self.point_device == k].sum())
             slack = self.target_seconds[k] - used
             # Open points: their next channels cost no latency (best value per second first).
             cand = np.flatnonzero(mine & ~sel & opened[self.point_ids])

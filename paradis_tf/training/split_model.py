@@ -659,7 +659,8 @@ class SplitModel(keras.Model):
             num_batches: batches per switch, or None for the whole dataset.
             verbose: 1 prints one line per switch.
         """
-        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1):
+        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
+                                        or num_batches < 1):
             raise ValueError(f"num_batches must be a positive int or None, received {num_batches!r}.")
         bns = [layer for layer in self._flatten_layers() if isinstance(layer, SwitchableBatchNormalization)]
         if not bns:

@@ -96,8 +96,8 @@ def core_public_api() -> dict:
         members |= set(re.findall(r"public\s+(\w+)\s*\(", text))  # constructors
         # Interface methods are public without the word.
         if re.search(rf"interface\s+{name}\b", text):
-            members |= set(re.findall(r"^\s+(?:default\s+)?[\w<>\[\],.? ]+\s+(\w+)\s*\([^;{]*\)\s*(?:throws[^;{]*)?[;{]",
-                                      text, flags=re.M))
+            method = r"^\s+(?:default\s+)?[\w<>\[\],.? ]+\s+(\w+)\s*\([^;{]*\)\s*(?:throws[^;{]*)?[;{]"
+            members |= set(re.findall(method, text, flags=re.M))
         for nested in re.findall(r"(?:public\s+)?(?:static\s+)?interface\s+(\w+)", text):
             members.add(nested)
         api[name] = members

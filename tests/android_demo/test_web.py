@@ -190,7 +190,8 @@ def test_js_graph_reader_derives_the_runtimes_tables(bundles, tmp_path):
         "bad_graphs": bad,
         "quantize": [{"image": image.tolist(), "quant": q}],
         "fuse": [
-            {"fusion": fusion, "fusion_quant": fq, "partials": [{"dtype": "int8", "values": p.tolist()} for p in parts]},
+            {"fusion": fusion, "fusion_quant": fq,
+             "partials": [{"dtype": "int8", "values": p.tolist()} for p in parts]},
             {"fusion": {**fusion, "inputs": ["a", "b", "c"]}, "fusion_quant": {"a": None, "b": None, "c": None},
              "partials": [{"dtype": "float32", "values": f.tolist()} for f in floats]},
         ],

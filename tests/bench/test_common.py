@@ -44,7 +44,8 @@ def test_same_setting_is_merged_and_the_earlier_commands_recorded(common, tmp_pa
     assert setting["merged_from"] == ["python bench/x.py", "python bench/x.py --regimes narrow"]
 
 
-@pytest.mark.parametrize("key, value", [("lr", 0.001), ("epochs", 12), ("gate_recipe", "g2"), ("backend", "jax on gpu")])
+@pytest.mark.parametrize("key, value",
+                         [("lr", 0.001), ("epochs", 12), ("gate_recipe", "g2"), ("backend", "jax on gpu")])
 def test_another_setting_is_refused_naming_the_key(common, tmp_path, key, value):
     _store(tmp_path, _setting(**{key: value}))
     # The exact list, not the bare key: the key may also be in tmp_path's name.

@@ -19,7 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # A few hundred images, one epoch: the pipeline, not the accuracy.
 # resnet8: the demo of resnet20 with a third of its layers, exported in a third of the time.
-TINY = ["--model", "resnet8", "--train-images", "256", "--epochs", "1", "--finetune-epochs", "0", "--count", "16", "--calibration", "64"]
+TINY = ["--model", "resnet8", "--train-images", "256", "--epochs", "1", "--finetune-epochs", "0", "--count", "16",
+        "--calibration", "64"]
 ENV = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
 
 

@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from paradis_cli import main
-from tests.paradis_cli.test_train import fake_fashion_mnist  # noqa: F401  (a fixture)
 
 TINY = ["--width", "0.25", "--switches", "1x1.0,2x0.5", "--budget", "0.5", "--epochs", "1",
         "--finetune-epochs", "0", "--recalibrate-batches", "1", "--batch-size", "8", "--verbose", "0"]

@@ -37,7 +37,8 @@ def test_pixels_off_the_declared_scale_warn_once(bundles):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         executor.predict(x)  # in [0, 1]: silent
-    with pytest.warns(UserWarning, match=r"ranges over \[0, 255\], far outside \[0, 1\].*pixel \(0..255\) \* 0.00392157 \+ 0") as caught:
+    message = r"ranges over \[0, 255\], far outside \[0, 1\].*pixel \(0..255\) \* 0.00392157 \+ 0"
+    with pytest.warns(UserWarning, match=message) as caught:
         executor.predict(np.round(x * 255))
         executor.predict(np.round(x * 255))
     assert len(caught) == 1

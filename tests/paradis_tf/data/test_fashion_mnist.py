@@ -47,7 +47,8 @@ def test_environment_variable_and_limit(tiny, monkeypatch):
 def test_missing_file_says_how_to_install(tiny):
     folder, _, _ = tiny
     os.remove(folder / "t10k-labels-idx1-ubyte.gz")
-    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz is missing.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(FileNotFoundError,
+                       match="t10k-labels-idx1-ubyte.gz is missing.*apt-get install dataset-fashion-mnist"):
         load_fashion_mnist("test", path=str(folder))
     with pytest.raises(FileNotFoundError, match="folder /nonexistent does not exist.*PARADIS_FASHION_MNIST"):
         load_fashion_mnist("train", path="/nonexistent")

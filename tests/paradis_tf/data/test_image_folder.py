@@ -3,7 +3,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from paradis_tf.data import image_folder
+from paradis_tf.data import image_folder  # noqa: E402  (after the importorskip)
 
 
 @pytest.fixture

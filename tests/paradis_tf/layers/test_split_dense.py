@@ -82,7 +82,8 @@ def test_dense_accounting_on_tokens():
 
 
 def test_harness_round_trips_and_fits(tmp_path):
-    run_layer_test(lambda: SplitDense(6, "1x1.0,2x0.5,4x0.25", activation="tanh"), (5, 8), "1x1.0,2x0.5,4x0.25", tmp_path)
+    switches = "1x1.0,2x0.5,4x0.25"
+    run_layer_test(lambda: SplitDense(6, switches, activation="tanh"), (5, 8), switches, tmp_path)
 
 
 def test_harness_partial_outputs_with_fusion(tmp_path):

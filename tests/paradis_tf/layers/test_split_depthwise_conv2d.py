@@ -45,7 +45,8 @@ def test_depthwise_is_local():
 
 
 def test_harness_round_trips_and_fits(tmp_path):
-    run_layer_test(lambda: SplitDepthwiseConv2D((3, 1), "1x1.0,2x0.5,1x0.5", padding="same"), (6, 6, 4), "1x1.0,2x0.5,1x0.5", tmp_path)
+    switches = "1x1.0,2x0.5,1x0.5"
+    run_layer_test(lambda: SplitDepthwiseConv2D((3, 1), switches, padding="same"), (6, 6, 4), switches, tmp_path)
 
 
 def test_bad_arguments():
