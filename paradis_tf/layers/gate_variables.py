@@ -10,7 +10,8 @@ import keras
 __all__ = ["GateVariables"]
 
 
-@dataclasses.dataclass(frozen=True)
+# eq=False: Keras variables compare elementwise and do not hash.
+@dataclasses.dataclass(frozen=True, eq=False)
 class GateVariables:
     """The Keras variables behind one switch's learned gates (all ``(Cin, D)``
     but ``threshold``, a scalar). A free gate is open when its scaled logit

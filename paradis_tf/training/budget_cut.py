@@ -5,10 +5,12 @@ receives remote channels in it). Under a traffic-ratio budget the free
 learned gates are ranked (by their scaled logits, or by a ``GateRanking``'s
 scores) and opened from the top while their bytes fit ``budget * dense``:
 ``cut_threshold`` finds that cut, ``held_cut`` holds it between cuts for a
-ranking that keeps its decision, ``decide`` pins one. Under a ``Link``
-budget, ``link_cut`` sets one threshold per layer (the price cut of
-``link_budget.py``). Everything here reads and writes the layers' gates
-through ``SplitLinearLayer.gate_variables``.
+ranking that keeps its decision, ``decide`` sets such a decision at once
+(``finalize_gates`` then pins it). Under a ``Link`` budget, ``link_cut``
+sets one threshold per layer (the price cut of ``link_budget.py``). The
+learned gates are read and written through ``SplitLinearLayer.gate_variables``;
+a layer whose gates are fixed in the switch (``open``/``shut``) still counts:
+its dense bytes, and its open gates as bytes the budget pays first.
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ class TrafficTerm:
 def cut_threshold(terms, budget, scores=None):
     """The budget-exact cut of one switch: its gate threshold.
 
-    Free learned gates are taken in order of falling logit (or of
-    ``scores``: one (Cin, D) tensor per learned term) while their
-    bytes fit in ``budget * dense - fixed`` (fixed: gates pinned open and
-    open gates of non-learned layers); the threshold is the last logit
+    ``terms``: every traffic term of the switch (learned or not). Free
+    learned gates are taken in order of falling logit (or of ``scores``:
+    one (Cin, D) tensor per learned term) while their bytes fit in
+    ``budget * dense - fixed`` (fixed: gates pinned open and open gates of
+    non-learned layers); the threshold is the last logit
     taken, so ``logit >= threshold`` opens exactly those gates (a tie that
     would overflow the budget is left out whole). Differentiable nowhere,
     cheap (one sort of the switch's remote gates). Returns a float32
@@ -104,7 +107,8 @@ def set_threshold(terms, threshold) -> None:
 
 
 def ranking_scores(terms, ranking: GateRanking) -> list:
-    """(Cin, D) score of every gate of each learned term, as ``ranking`` ranks them."""
+    """(Cin, D) score of every gate of each term, as ``ranking`` ranks them
+    (``terms``: learned ones only)."""
     if ranking.score == "logits":
         return [t.gates.scaled_logits() for t in terms]
     if ranking.score == "ema":
@@ -122,20 +126,21 @@ def ranking_scores(terms, ranking: GateRanking) -> list:
 def held_cut(terms, budget, ranking: GateRanking, training, step, schedule) -> None:
     """The cut of a GateRanking that holds its decision (gate states).
 
-    ``terms``: the switch's learned terms; ``step``: the budget step (a
-    tensor); ``schedule``: the BudgetSchedule (its ``end_step`` for
-    ``freeze_after_anneal``).
+    ``terms``: every traffic term of the switch (learned or not); ``step``:
+    the budget step (a tensor); ``schedule``: the BudgetSchedule (its
+    ``end_step`` for ``freeze_after_anneal``).
     """
-    if not terms:
+    learned = [t for t in terms if t.learned]
+    if not learned:
         return
     if ranking.score == "ema" and training:
-        for t in terms:
+        for t in learned:
             gates = t.gates
             gates.ema.assign(ranking.ema_decay * ops.convert_to_tensor(gates.ema)
                              + (1.0 - ranking.ema_decay) * ops.stop_gradient(gates.scaled_logits()))
-    scores = ranking_scores(terms, ranking)
+    scores = ranking_scores(learned, ranking)
     ranked, opened = [], []
-    for t, score in zip(terms, scores):
+    for t, score in zip(learned, scores):
         gates = t.gates
         state = ops.convert_to_tensor(gates.state)  # (Cin, D): -1 not cut yet, 0/1 held
         threshold = ops.convert_to_tensor(gates.threshold)
@@ -157,7 +162,7 @@ def held_cut(terms, budget, ranking: GateRanking, training, step, schedule) -> N
         # or a recut period that skips end_step, far larger).
         end = schedule.end_step
         due = ops.logical_or(ops.logical_and(due, ops.less(step, end)), ops.equal(step, end))
-    for t, score, state in zip(terms, ranked, opened):
+    for t, score, state in zip(learned, ranked, opened):
         gates = t.gates
         # The first call cuts whatever the schedule says (no decision yet);
         # inference never changes a decision.
@@ -173,17 +178,20 @@ def held_cut(terms, budget, ranking: GateRanking, training, step, schedule) -> N
 
 def decide(terms, budget, ranking: GateRanking) -> None:
     """Holds the top of ``ranking``'s scores that fits ``budget`` as every
-    learned term's decision (gate states), whatever was held before."""
-    scores = ranking_scores(terms, ranking)
+    learned term's decision (gate states), whatever was held before.
+    ``terms``: every traffic term of the switch (learned or not)."""
+    learned = [t for t in terms if t.learned]
+    scores = ranking_scores(learned, ranking)
     cut = cut_threshold(terms, budget, scores)
-    for t, score in zip(terms, scores):
+    for t, score in zip(learned, scores):
         decision = ops.cast(ops.greater_equal(score, cut), "float32") * ops.cast(t.remote, "float32")
         t.gates.state.assign(decision)
 
 
 def link_cut(terms, switch_link, budget_seconds) -> None:
     """One threshold per layer (the layers hold one per switch): the price
-    cut of link_budget.py at each device's time budget ``budget_seconds`` (D,)."""
+    cut of link_budget.py at each device's time budget ``budget_seconds`` (D,).
+    ``terms``: the switch's learned terms (the SwitchLink prices the others)."""
     gates = [t.gates for t in terms]
     logits = [g.scaled_logits() for g in gates]  # (Cin, D) each
     pins = [g.pins for g in gates]

@@ -500,7 +500,7 @@ class SplitModel(keras.Model):
 
     def _held_cut(self, name, budget, ranking, training):
         """The cut of a GateRanking that holds its decision (budget_cut.held_cut)."""
-        budget_cut.held_cut(self._learned_terms(name), budget, ranking, training, self.budget_step,
+        budget_cut.held_cut(self._plan.traffic[name], budget, ranking, training, self.budget_step,
                             self._budget_schedule)
 
     def _apply_link_cut(self, name, link):
@@ -636,7 +636,7 @@ class SplitModel(keras.Model):
                       or int(ops.convert_to_numpy(self.budget_step)) <= self._budget_schedule.end_step):
                     # A new budget, no decision yet, or training stopped before the
                     # budget reached its target: cut by the ranking's scores.
-                    budget_cut.decide(terms, budgets[name], ranking)
+                    budget_cut.decide(self._plan.traffic[name], budgets[name], ranking)
                 # else: the decision the training steps held is what gets pinned.
             for t in terms:
                 # (Cin, D): remote gates pinned to their current value; the

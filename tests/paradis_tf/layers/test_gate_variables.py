@@ -19,6 +19,10 @@ def test_the_variables_are_the_ones_the_forward_pass_reads():
     assert isinstance(gates, GateVariables)
     assert gates.logits.shape == gates.pins.shape == gates.state.shape == gates.ema.shape == (8, 2)
     assert tuple(gates.threshold.shape) == ()
+    # Each field is its own variable of the layer, by name.
+    names = {f: getattr(gates, f).path.rsplit("/", 1)[-1] for f in ("logits", "pins", "threshold", "state", "ema")}
+    assert names == {"logits": "gate_logits_1", "pins": "gate_pins_1", "threshold": "gate_threshold_1",
+                     "state": "gate_state_1", "ema": "gate_ema_1"}
     remote = layer.remote_mask("2x0.5")  # (8, 2): channels 0-3 live on device 0
     # Scaled logits 0..15 in row-major order; a threshold of 8 opens rows 4-7.
     gates.logits.assign(np.arange(16, dtype="float32").reshape(8, 2) / gates.logit_scale)

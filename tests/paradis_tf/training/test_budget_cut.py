@@ -22,6 +22,14 @@ def _terms(logits_a, logits_b):
     return terms
 
 
+def _fixed_open():
+    """A third 1x1 conv whose gates are open in 2x0.5 (not learned): 4 remote
+    entries at 4 positions, 16 B the budget pays before any learned gate."""
+    layer = SplitConv2D(4, 1, "1x1.0,2x0.5", gates="open", name="c")
+    layer.build((None, 2, 2, 4))
+    return TrafficTerm(layer, 1, 4, layer.remote_mask("2x0.5"))
+
+
 def _open_bytes(terms):
     return sum(t.positions * float((t.remote * t.layer.gate_values(t.index)).sum()) for t in terms)
 
@@ -40,16 +48,28 @@ def test_the_cut_opens_the_top_logits_that_fit():
     assert threshold == 6.0
     set_threshold(terms, threshold)
     assert _open_bytes(terms) == 40
-    # 0.25 * 80 = 20: 9 (16) and 8 (4). The cut is a prefix of the ranking:
-    # under 16 B nothing opens, not even B's 4 B gates below the top one.
+    # 0.25 * 80 = 20: 9 (16) and 8 (4).
     assert float(ops.convert_to_numpy(cut_threshold(terms, 0.25))) == 8.0
+    # The cut is a prefix of the ranking: under 16 B nothing opens, not even
+    # B's 4 B gates below the top one.
     assert np.isinf(float(ops.convert_to_numpy(cut_threshold(terms, 0.1))))
+
+
+def test_a_fixed_layer_counts_its_dense_bytes_and_its_open_gates_first():
+    terms = _terms(A, B) + [_fixed_open()]
+    assert sum(t.dense for t in terms) == 96
+    # 0.5 * 96 - 16 = 32: 9 (16) and 8 (4) fit; 7 (16) would make 36.
+    assert float(ops.convert_to_numpy(cut_threshold(terms, 0.5))) == 8.0
+    decide(terms, 0.5, GateRanking(score="logits", recut_every=10))
+    assert _open_bytes(terms) == 36  # 20 learned + 16 fixed <= 48
 
 
 def test_a_tie_that_overflows_is_left_out_whole_and_pins_are_fixed_bytes():
     terms = _terms([[0, 3], [0, 3], [3, 0], [3, 0]], B)  # four gates of 16 B tied at 3
     # 0.5 * 80 = 40: 8 + 6 + 4 (12 B) fit; the tie at 3 would add 64: cut above it.
     assert float(ops.convert_to_numpy(cut_threshold(terms, 0.5))) == 4.0
+    # 0.975 * 80 = 78: the whole tie fits (12 + 64 = 76), 2 (4 B) does not.
+    assert float(ops.convert_to_numpy(cut_threshold(terms, 0.975))) == 3.0
     # A gate pinned open is paid first: 40 - 16 leaves 24 for the free gates.
     pins = np.full((4, 2), -1.0, "float32")
     pins[0, 1] = 1.0
