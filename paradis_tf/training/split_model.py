@@ -376,8 +376,18 @@ class SplitModel(keras.Model):
             return self.train_function
         plan = self._plan
         functions = []
-        for window in windows:
-            super().make_train_function(force=True)
+        for n in range(len(windows)):
+            # A distinct step function per window: JAX's jit caches a trace by
+            # its function, and two bound methods of one object compare equal,
+            # so every window would run the first window's trace.
+            def window_step(*args, _window=n, **kwargs):
+                return type(self).train_step(self, *args, **kwargs)
+
+            self.train_step = window_step  # the instance attribute shadows the method while Keras builds
+            try:
+                super().make_train_function(force=True)
+            finally:
+                del self.train_step
             functions.append(self.train_function)
         order = sandwich.schedule(len(windows))
 
