@@ -515,8 +515,9 @@ class SplitModel(keras.Model):
 
     def _apply_link_cut(self, name, link):
         # The price cut of link_budget.py at the annealed time budget of each device.
-        budget = self._switch_link(name, link).budget_seconds(self._budget_schedule, self.budget_step)  # (D,)
-        budget_cut.link_cut(self._learned_terms(name), self._switch_link(name, link), budget)
+        switch_link = self._switch_link(name, link)
+        budget = switch_link.budget_seconds(self._budget_schedule, self.budget_step)  # (D,)
+        budget_cut.link_cut(self._learned_terms(name), switch_link, budget)
 
     def current_budget(self, switch) -> float:
         """The annealed budget of a switch at the current training step: a
