@@ -335,7 +335,7 @@ def parse_setting(parser, presets, script, regimes="narrow,full"):
     parser.add_argument("--preset", choices=sorted(presets), default="cpu")
     parser.add_argument("--regimes", default=regimes)
     parser.add_argument("--cached-only", action="store_true",
-                        help="report the runs already stored in bench/.runs; start none")
+                        help="report the runs already stored in bench/records; start none")
     for key in SETTING_KEYS:
         parser.add_argument("--" + key.replace("_", "-"), type={"seeds": str, "lr": float}.get(key, int), default=None,
                             help="N, or per regime: narrow=3,full=1" if key == "seeds" else None)

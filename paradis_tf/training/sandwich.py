@@ -19,11 +19,11 @@ window, the first time it runs), so a step computes only the switches it
 trains: what saves the time, on every backend.
 
 A switch not run in a step is left as it is: no loss, no batch-norm
-statistics, no metric update. The byte-budget penalty of every budgeted
-switch still applies each step (it reads only gate logits). With an
-optimizer that keeps moments (Adam), the JAX backend still moves a
-switch-private weight (its batch-norm scale and offset) by its moments
-in a step that did not run it (a zero gradient); TensorFlow skips it.
+statistics, no metric update, and no optimizer step for its private
+weights (batch-norm scale and offset), whose moments stay as they were on
+both backends (JAX: training/_jax_window_step.py). The byte-budget penalty
+of every budgeted switch still applies each step (it reads only gate
+logits).
 """
 
 from __future__ import annotations

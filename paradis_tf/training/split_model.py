@@ -31,6 +31,7 @@ from paradis_tf.graph_walk import layer_calls
 from paradis_tf.layers._base import SplitLinearLayer
 from paradis_tf.layers.switchable_batch_normalization import SwitchableBatchNormalization
 from paradis_tf.switches import SwitchSet
+from paradis_tf.training._jax_window_step import window_train_step
 from paradis_tf.training._odd_batch import even_batch, needs_even_batches
 from paradis_tf.training import budget_cut
 from paradis_tf.training.budget_cut import TrafficTerm
@@ -92,6 +93,7 @@ class _Plan:
         self.switch_models = {}
         self.links = {}  # {(switch name, Link): SwitchLink}
         self.active = None  # names of the switches this trace runs (a Sandwich window), None: all
+        self.unreached = {}  # {window: indices of the trainable variables its loss does not reach} (JAX)
 
 
 @keras.saving.register_keras_serializable(package="paradis_tf")
@@ -375,6 +377,7 @@ class SplitModel(keras.Model):
             super().make_train_function(force=True)
             return self.train_function
         plan = self._plan
+        plan.unreached.clear()  # new functions, perhaps new trainable variables: read the windows again
         functions = []
         for n in range(len(windows)):
             # A distinct step function per window: JAX's jit caches a trace by
@@ -480,6 +483,10 @@ class SplitModel(keras.Model):
             # batch (see training/_odd_batch.py): train on an even one.
             # TensorFlow's train_step(data); JAX's is not guarded (no crash).
             args = (even_batch(args[0]),) + args[1:]
+        if self._plan.active is not None and keras.backend.backend() == "jax":
+            # A Sandwich window on JAX: the switches it leaves out get no
+            # optimizer step (their zero gradients would still move Adam).
+            return window_train_step(self, super().train_step, self._plan.unreached, *args, **kwargs)
         return super().train_step(*args, **kwargs)
 
     def call(self, inputs, training=None, mask=None):

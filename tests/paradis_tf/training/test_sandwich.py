@@ -87,6 +87,34 @@ def test_a_step_runs_and_updates_only_its_window(jit_compile):
     assert set(windows[first]) | set(windows[second]) == set(names)
 
 
+def _affines(model):
+    """{switch index: every SwitchableBatchNormalization's gamma and beta of that switch}."""
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, SwitchableBatchNormalization)]
+    return {i: [ops.convert_to_numpy(v).copy() for layer in layers for v in (layer.gammas[i], layer.betas[i])]
+            for i in range(len(layers[0].gammas))}
+
+
+# On JAX a left-out switch's weights get a zero gradient, which Adam's
+# moments still turn into a step; TensorFlow gives them none.
+@pytest.mark.parametrize("jit_compile", [False, "auto"])
+def test_a_switch_left_out_of_a_step_keeps_its_weights_under_adam(jit_compile):
+    x, y = toy_data(32)
+    model = tiny_resnet("1x1.0,2x0.5,0.5+0.3+0.2,4x0.25", gates="shut")
+    names = model.switches.names
+    sandwich = Sandwich(middle=1, seed=5)
+    windows = sandwich.windows(names)
+    first, second = (lambda o: (next(o), next(o)))(sandwich.schedule(len(windows)))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), sandwich=sandwich, jit_compile=jit_compile)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # the first window: its middle switch gets moments
+    before = _affines(model)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # the second window leaves that switch out
+    after = _affines(model)
+    moved = {names[i] for i in before if any(np.any(a != b) for a, b in zip(before[i], after[i]))}
+    assert moved == set(windows[second])
+    (left_out,) = set(windows[first]) - set(windows[second])
+    assert left_out not in moved
+
+
 def test_without_a_middle_to_sample_every_switch_runs_in_one_function():
     x, y = toy_data(16)
     model = tiny_resnet("1x1.0,2x0.5", gates="shut")
