@@ -15,6 +15,8 @@ its dense bytes, and its open gates as bytes the budget pays first.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from keras import ops
 
@@ -45,9 +47,10 @@ class TrafficTerm:
     def learned(self) -> bool:
         return self.layer.has_learned_gates(self.index)
 
-    @property
+    @functools.cached_property
     def gates(self):
-        """The layer's ``GateVariables`` for this switch (learned terms only)."""
+        """The layer's ``GateVariables`` for this switch (learned terms only; built once: the
+        variables are the layer's own, fixed once it is built)."""
         return self.layer.gate_variables(self.index)
 
 
