@@ -140,11 +140,12 @@ def main():
         raise SystemExit(f"--regimes: unknown {bad}; choose from {list(REGIMES)}")
     data = None if args.cached_only else C.load_data(setting["train_limit"], setting["test_limit"])
 
-    def cached(key, fn, label):
+    def cached(key, fn, label, shown=None):
+        # shown: the switch a single-device twin stands for (its model's only switch is 1x1.0).
         rec = C.cached_run("switches", key, fn, cached_only=args.cached_only)
         if rec is not None:
             result = rec["result"]
-            print(f"[{label}] " + ", ".join(f"{k} {100 * v['top1']:.2f}%" for k, v in result.items())
+            print(f"[{label}] " + ", ".join(f"{shown or k} {100 * v['top1']:.2f}%" for k, v in result.items())
                   + f" ({rec['seconds']:.0f} s)", flush=True)
         return rec
 
@@ -165,7 +166,7 @@ def main():
                 twin_width = _twin_width(width, switch)
                 key = f"{tag}/{regime}_alone_{switch}_single_{seed}"
                 rec = cached(key, lambda: run(width, "1x1.0", "shut", seed, setting, data, twin_width),
-                             f"{regime} seed {seed} alone {switch}")
+                             f"{regime} seed {seed} alone {switch}", shown=switch)
                 if rec is not None:
                     alone.setdefault((switch, "single"), {})[seed] = rec["result"]["1x1.0"]
             for mode in modes:
@@ -196,7 +197,7 @@ def main():
                     key = f"{tag}/{regime}_alone_{switch}_{'single' if single else twin_mode}_e{epochs}_{seed}{suffix}"
                     rec = cached(key, lambda: run(width, "1x1.0" if single else switch, twin_mode, seed, setting,
                                                   data, twin_width, epochs=epochs),
-                                 f"{regime} seed {seed} alone {switch} ({epochs} epochs)")
+                                 f"{regime} seed {seed} alone {switch} ({epochs} epochs)", shown=switch)
                     if rec is not None:
                         alone.setdefault((switch, "matched"), {})[seed] = rec["result"]["1x1.0" if single else switch]
         for mode in modes:
