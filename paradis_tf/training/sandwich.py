@@ -23,7 +23,8 @@ statistics, no metric update, and no optimizer step for its private
 weights (batch-norm scale and offset), whose moments stay as they were on
 both backends (JAX: training/_jax_window_step.py). The byte-budget penalty
 of every budgeted switch still applies each step (it reads only gate
-logits).
+logits). An optimizer that accumulates gradients over steps is refused:
+each step runs another window.
 """
 
 from __future__ import annotations

@@ -339,7 +339,18 @@ class SplitModel(keras.Model):
         self._distillation_weight = float(distillation_weight)
         self._comm_weight = float(comm_weight)
         self._gate_ranking = GateRanking.coerce(gate_ranking)
-        self._sandwich = Sandwich.coerce(sandwich)
+        sandwich = Sandwich.coerce(sandwich)
+        optimizer = keras.optimizers.get(optimizer)
+        if sandwich is not None and getattr(optimizer, "gradient_accumulation_steps", None):
+            # Each accumulated step would run another window: at the update step
+            # a left-out switch's sum is dropped (TensorFlow) or carried into the
+            # next cycle (JAX), so neither averages what the steps computed.
+            raise ValueError(
+                f"sandwich={sandwich!r} cannot train with an optimizer that accumulates gradients "
+                f"(gradient_accumulation_steps={optimizer.gradient_accumulation_steps}): each step runs "
+                "another window of switches. Use a larger batch instead, or no sandwich."
+            )
+        self._sandwich = sandwich
         # A Link budget logs milliseconds: the slowest device's annealed budget
         # and modelled time (its byte ratio is still the _comm metric).
         self._budget_trackers = {

@@ -45,6 +45,13 @@ def test_bad_arguments_name_the_value(kwargs, match):
         Sandwich(**kwargs)
 
 
+def test_an_optimizer_that_accumulates_gradients_is_refused():
+    model = tiny_resnet("1x1.0,2x0.5,0.5+0.3+0.2,4x0.25", gates="shut")
+    with pytest.raises(ValueError, match=r"gradient_accumulation_steps=2\): each step runs another window"):
+        model.compile(optimizer=keras.optimizers.Adam(gradient_accumulation_steps=2), sandwich=Sandwich(middle=1))
+    model.compile(optimizer=keras.optimizers.Adam(gradient_accumulation_steps=2))  # without a sandwich: fine
+
+
 def test_config_round_trips_and_compile_saves_it(tmp_path):
     s = Sandwich(middle=2, seed=7)
     assert Sandwich.from_config(s.get_config()) == s
