@@ -78,8 +78,9 @@ BENCH_PRESET ?= cpu
 ACCURACY_NARROW ?= --regimes narrow --seeds 5
 ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.2,disco_0.2,disco_0.2_late
 # bench/switches.py: the seeds recorded so far of its paired 12-epoch setting
-# (bench/records/switches, trained with KERAS_BACKEND=jax); a larger --seeds
-# trains the missing ones (about 1.5 h per seed on this CPU).
+# (bench/records/switches, trained with KERAS_BACKEND=jax: a seed's pairs
+# need one backend, so the script runs on JAX here); a larger --seeds trains
+# the missing ones (about 1.5 h per seed on this CPU).
 SWITCHES ?= --regimes narrow --modes learned,shut,sandwich --seeds 1
 # system-packages: Fashion-MNIST and Chromium; web-deps: the web peer's
 # node_modules, which bench/web.py serves to Chromium (no script uses the Java core).
@@ -88,7 +89,7 @@ bench: install system-packages web-deps
 	$(PY) bench/throughput.py
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_NARROW)
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_MID) --merge
-	$(PY) bench/switches.py --preset $(BENCH_PRESET) $(SWITCHES)
+	KERAS_BACKEND=jax $(PY) bench/switches.py --preset $(BENCH_PRESET) $(SWITCHES)
 	$(PY) bench/tasks.py --preset $(BENCH_PRESET)
 	$(PY) bench/export.py
 	$(PY) bench/onednn.py
