@@ -172,6 +172,20 @@ class SplitMultiHeadAttention(SplitLinearLayer):
         m_out = ops.matmul(gate[e:], ops.cast(plan["assign_emb"], gate.dtype))  # (H*dh, D) @ (D, E)
         return m_in, m_out
 
+    def gate_weight_norms(self, switch):
+        """(E + H*dh, D) L2 norm of the kernel entries each gate carries: an
+        embedding channel's rows of the query, key and value kernels into
+        device k's heads, and a head channel's row of the output kernel into
+        device k's embedding channels (the gate matrix's two row blocks)."""
+        plan = self._plans[self.switch_index(switch)]
+        e, hc = self.embed_dim, self.head_channels
+        qkv = sum(ops.square(ops.reshape(ops.cast(w, "float32"), (e, hc)))
+                  for w in (self.query_kernel, self.key_kernel, self.value_kernel))  # (E, H*dh)
+        out = ops.square(ops.reshape(ops.cast(self.output_kernel, "float32"), (hc, e)))  # (H*dh, E)
+        into_heads = ops.matmul(qkv, ops.transpose(ops.cast(plan["assign_heads"], "float32")))  # (E, D)
+        into_emb = ops.matmul(out, ops.transpose(ops.cast(plan["assign_emb"], "float32")))  # (H*dh, D)
+        return ops.sqrt(ops.concatenate([into_heads, into_emb], axis=0))  # (E + H*dh, D)
+
     # -- forward --------------------------------------------------------------
     def compute_output_shape(self, input_shape, switch=None):
         self._check_switch(switch)

@@ -145,3 +145,17 @@ def test_heads_that_cannot_be_divided_are_refused():
         SplitMultiHeadAttention(0, 8, "1x1.0")
     with pytest.raises(ValueError, match="does not take partial_outputs=True"):
         SplitMultiHeadAttention(2, 8, "1x1.0", partial_outputs=True)
+
+
+def test_gate_weight_norms_cover_both_row_blocks(rng):
+    # The weight-norm ranking (GateRanking(score="weight_norm")) reads these.
+    layer = _layer((None, 6, E), rng)
+    q, k, v, o = (_np(w) for w in (layer.query_kernel, layer.key_kernel, layer.value_kernel, layer.output_kernel))
+    qkv = sum(w.reshape(E, H * DH) ** 2 for w in (q, k, v))  # (E, H*dh)
+    out = o.reshape(H * DH, E) ** 2  # (H*dh, E)
+    # 2x0.5: embedding channels [0, 5) | [5, 10), head channels [0, 6) | [6, 12).
+    into_heads = np.stack([qkv[:, :6].sum(1), qkv[:, 6:].sum(1)], axis=1)  # (E, 2)
+    into_emb = np.stack([out[:, :5].sum(1), out[:, 5:].sum(1)], axis=1)  # (H*dh, 2)
+    expected = np.sqrt(np.concatenate([into_heads, into_emb]))
+    np.testing.assert_allclose(_np(layer.gate_weight_norms("2x0.5")), expected, rtol=1e-5)
+    assert layer.gate_weight_norms("2x0.5").shape == tuple(layer.gate_variables("2x0.5").logits.shape)

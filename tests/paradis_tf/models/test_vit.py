@@ -4,6 +4,7 @@ import keras
 
 from paradis_tf import device_summary
 from paradis_tf.models.vit import ViT
+from paradis_tf.training import GateRanking
 
 SWITCHES = "1x1.0,2x0.5,0.5+0.3+0.2,1x0.5"
 SMALL = dict(patch_size=2, embed_dim=12, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=5, input_shape=(8, 8, 1))
@@ -34,9 +35,11 @@ def test_open_gates_compute_the_unsplit_model(rng):
         np.testing.assert_allclose(out[name], out["1x1.0"], atol=1e-4)
 
 
-def test_one_fit_step_under_a_budget_then_finalized_gates(rng):
+# The weight-norm ranking reads the attention's own kernel layout (no `kernel`).
+@pytest.mark.parametrize("ranking", [GateRanking(), GateRanking(score="weight_norm")], ids=["default", "weight_norm"])
+def test_one_fit_step_under_a_budget_then_finalized_gates(rng, ranking):
     model = ViT(switches="1x1.0,2x0.5", **SMALL)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), budget=0.3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), budget=0.3, gate_ranking=ranking)
     x = rng.random((8, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 5, size=(8,))
     before = [w.copy() for w in model.get_weights()]
