@@ -82,6 +82,11 @@ ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.
 # need one backend, so the script runs on JAX here); a larger --seeds trains
 # the missing ones (about 1.5 h per seed on this CPU).
 SWITCHES ?= --regimes narrow --modes learned,shut,sandwich --seeds 1
+# bench/tasks.py: the runs recorded (bench/records/tasks): the baselines and
+# the default ranking on every task, the previous ranking on every task, two
+# more rankings on WDSR. --cached-only starts none (without it, the rankings
+# not recorded on a task would train: hours).
+TASKS ?= --cached-only --variants unsplit,dense_tp,independent,random_0.2,disco_0.2,disco_0.2_late,disco_0.2_freeze,disco_0.2_wnorm
 # system-packages: Fashion-MNIST and Chromium; web-deps: the web peer's
 # node_modules, which bench/web.py serves to Chromium (no script uses the Java core).
 bench: install system-packages web-deps
@@ -90,7 +95,7 @@ bench: install system-packages web-deps
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_NARROW)
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_MID) --merge
 	KERAS_BACKEND=jax $(PY) bench/switches.py --preset $(BENCH_PRESET) $(SWITCHES)
-	$(PY) bench/tasks.py --preset $(BENCH_PRESET)
+	$(PY) bench/tasks.py --preset $(BENCH_PRESET) $(TASKS)
 	$(PY) bench/export.py
 	$(PY) bench/onednn.py
 	$(PY) bench/fuzz.py
