@@ -199,11 +199,16 @@ class Coordinator:
             new = self._available()
             if new is self._current:
                 return
-            old, self._current = self._current, new
+            old = self._current
+            if why is None and old is not None and any(not self.peer.connected(old, d) for d in old.neighbours):
+                # A device of the current switch is gone, and the tick saw it
+                # first: the peer calls _on_peer_lost right after, which moves
+                # with the reason (a reset, SHUTTING_DOWN, unresponsive).
+                return
+            self._current = new
         if why is None:
-            up = "better" if old is None or (new is not None and self.programs.index(new) < self.programs.index(old)) \
-                else "other"
-            why = f"a {up} switch is ready"
+            better = old is None or (new is not None and self.programs.index(new) < self.programs.index(old))
+            why = "a better switch is ready" if better else "another switch is ready"
         self.switch_log.append((time.monotonic(), old and old.switch, new and new.switch, why))
         log.warning("%s: switch %s -> %s", why, old.switch if old else "none", new.switch if new else "none")
 
