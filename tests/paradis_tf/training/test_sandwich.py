@@ -70,17 +70,24 @@ def _moving_means(model):
     return [ops.convert_to_numpy(v).copy() for v in bn.moving_means]  # one per switch
 
 
-# jit_compile "auto" is XLA on JAX: each window must keep its own trace there
-# (JAX caches traces by function).
-@pytest.mark.parametrize("jit_compile", [False, "auto"])
-def test_a_step_runs_and_updates_only_its_window(jit_compile):
+def _windowed(optimizer, jit_compile):
+    """Toy data and a 4-switch model compiled with Sandwich(middle=1): the
+    windows and the indices of the first two the schedule runs."""
     x, y = toy_data(32)
     model = tiny_resnet("1x1.0,2x0.5,0.5+0.3+0.2,4x0.25", gates="shut")
     names = model.switches.names
     sandwich = Sandwich(middle=1, seed=5)
     windows = sandwich.windows(names)
     first, second = (lambda o: (next(o), next(o)))(sandwich.schedule(len(windows)))
-    model.compile(optimizer="adam", sandwich=sandwich, jit_compile=jit_compile)
+    model.compile(optimizer=optimizer, sandwich=sandwich, jit_compile=jit_compile)
+    return x, y, model, names, windows, first, second
+
+
+# jit_compile "auto" is XLA on JAX: each window must keep its own trace there
+# (JAX caches traces by function).
+@pytest.mark.parametrize("jit_compile", [False, "auto"])
+def test_a_step_runs_and_updates_only_its_window(jit_compile):
+    x, y, model, names, windows, first, second = _windowed("adam", jit_compile)
     before = _moving_means(model)
     logs = model.fit(x, y, batch_size=32, epochs=1, verbose=0).history
     after = _moving_means(model)
@@ -105,13 +112,7 @@ def _affines(model):
 # moments still turn into a step; TensorFlow gives them none.
 @pytest.mark.parametrize("jit_compile", [False, "auto"])
 def test_a_switch_left_out_of_a_step_keeps_its_weights_under_adam(jit_compile):
-    x, y = toy_data(32)
-    model = tiny_resnet("1x1.0,2x0.5,0.5+0.3+0.2,4x0.25", gates="shut")
-    names = model.switches.names
-    sandwich = Sandwich(middle=1, seed=5)
-    windows = sandwich.windows(names)
-    first, second = (lambda o: (next(o), next(o)))(sandwich.schedule(len(windows)))
-    model.compile(optimizer=keras.optimizers.Adam(0.01), sandwich=sandwich, jit_compile=jit_compile)
+    x, y, model, names, windows, first, second = _windowed(keras.optimizers.Adam(0.01), jit_compile)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # the first window: its middle switch gets moments
     before = _affines(model)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # the second window leaves that switch out
