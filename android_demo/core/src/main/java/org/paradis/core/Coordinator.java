@@ -313,15 +313,21 @@ public final class Coordinator {
     /** The best switch whose devices are all connected (holding the lock), or null. */
     private DeviceProgram available() {
         for (DeviceProgram p : programs) {
-            boolean all = true;
-            for (int d : p.neighbours) {
-                all &= peer.connected(p, d);
-            }
-            if (all) {
+            if (staffed(p)) {
                 return p;
             }
         }
         return null;
+    }
+
+    /** Whether every device {@code p} talks to is connected. */
+    private boolean staffed(DeviceProgram p) {
+        for (int d : p.neighbours) {
+            if (!peer.connected(p, d)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Moves new requests to the best staffed switch and says why ({@code why} null: a device came back). */
@@ -336,6 +342,12 @@ public final class Coordinator {
                 return;
             }
             DeviceProgram old = current;
+            if (why == null && old != null && !staffed(old)) {
+                // A device of the current switch is gone and the tick saw it first: the peer calls
+                // onPeerLost right after (it drops the connection, then calls), which moves with the
+                // reason (a reset, SHUTTING_DOWN, unresponsive).
+                return;
+            }
             current = next;
             if (why == null) {
                 why = old == null || (next != null && programs.indexOf(next) < programs.indexOf(old))

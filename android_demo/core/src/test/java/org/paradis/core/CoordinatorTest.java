@@ -270,8 +270,8 @@ class CoordinatorTest {
         server.close();
     }
 
-    @Test
-    void losingADeviceFallsBackToTheNextSwitchAndComesBack() throws Exception {
+    /** Two switches of one model, best first: 2x0.5 (devices 0 and 1) and 1x1.0 (device 0 alone). */
+    List<DeviceProgram> twoAndSolo() throws Exception {
         File folder = new File(tmp.toFile(), "two");
         folder.mkdirs();
         File twoFile = TestGraph.write(folder, TestGraph.document(folder));
@@ -288,10 +288,45 @@ class CoordinatorTest {
         doc.getJSONObject("tensors").remove("h1");
         File soloFile = TestGraph.write(solo, doc);
         FusionGraph one = FusionGraph.read(soloFile, true);
-
-        Peer device1 = device1(twoFile, two);
-        List<DeviceProgram> programs = Arrays.asList(new DeviceProgram(twoFile, two, 0, Frames.MAX_FRAME_BYTES),
+        return Arrays.asList(new DeviceProgram(twoFile, two, 0, Frames.MAX_FRAME_BYTES),
                 new DeviceProgram(soloFile, one, 0, Frames.MAX_FRAME_BYTES));
+    }
+
+    @Test
+    void theTickDoesNotMoveBeforeTheLostDeviceIsReported() throws Exception {
+        // The peer drops a lost connection, then reports it; the coordinator moves in that report, with
+        // the reason. A listener that takes 300 ms (six ticks) to hear of the loss holds the window open
+        // in which the tick already sees the device gone: the tick must leave the move to the report.
+        List<DeviceProgram> programs = twoAndSolo();
+        Peer device1 = device1(programs.get(0).graphPath, programs.get(0).graph);
+        Map<Integer, InetSocketAddress> peers = new HashMap<Integer, InetSocketAddress>();
+        peers.put(1, new InetSocketAddress("127.0.0.1", device1.listenAddress().getPort()));
+        Peer.Listener slow = new Peer.Listener() {
+            @Override
+            public void onPeerLost(DeviceProgram program, int device, String reason, int code) {
+                try {
+                    Thread.sleep(300);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+        Coordinator c = new Coordinator(programs, new PeerConfig(KEY), peers, TestGraph.ENGINE, 1, slow);
+        running.add(c);
+        c.connect(10);
+        device1.stop(true);
+        long until = System.nanoTime() + 5_000_000_000L;
+        while (!"1x1.0".equals(c.currentSwitch()) && System.nanoTime() < until) {
+            Thread.sleep(10);
+        }
+        assertEquals("1x1.0", c.currentSwitch(), String.valueOf(c.switchLog()));
+        assertTrue(c.switchLog().get(0).startsWith("2x0.5 -> 1x1.0: device 1 lost"), c.switchLog().toString());
+    }
+
+    @Test
+    void losingADeviceFallsBackToTheNextSwitchAndComesBack() throws Exception {
+        List<DeviceProgram> programs = twoAndSolo();
+        Peer device1 = device1(programs.get(0).graphPath, programs.get(0).graph);
         Coordinator c = coordinator(programs, new PeerConfig(KEY), device1.listenAddress().getPort()).connect(10);
         float[] x = {1f, 2f, 3f, 4f};
         assertEquals("2x0.5", c.run(x, 10).switchName);
@@ -307,7 +342,7 @@ class CoordinatorTest {
         assertArrayEquals(x, r.output);
         assertEquals(0, r.bytesSent);
         // Device 1 back on its address: the coordinator redials it and returns to the better switch.
-        device1(twoFile, two, device1.listenAddress().getPort());
+        device1(programs.get(0).graphPath, programs.get(0).graph, device1.listenAddress().getPort());
         until = System.nanoTime() + 10_000_000_000L;
         while (!"2x0.5".equals(c.currentSwitch()) && System.nanoTime() < until) {
             Thread.sleep(10);
