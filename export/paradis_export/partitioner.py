@@ -9,7 +9,11 @@ for one layer is as few contiguous slices as possible. Every channel-local op
 channels must share one order, so permutations are chosen per class of
 linked tensors and per device. Each contiguous slice sent is a *piece*,
 named ``{t}_d{j}_to{k}_{a}_{b}``: channels ``[a, b)`` of ``t_d{j}`` (permuted
-positions), shape ``(1, H, W, b - a)``.
+positions), shape ``(1, H, W, b - a)``. A run that several devices need is
+one piece sent to each, named for all of them (``_to0and2_``): one slice on
+the sender, not one per receiver (the converter merges identical slices into
+one tensor, and LiteRT.js reads a signature whose outputs share a tensor
+under one name only).
 
 A device computes, for a channel-mixing layer, its own channels and the
 received pieces against the kernel rows of exactly those channels and the
@@ -247,20 +251,26 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
     # -- 4. pieces: contiguous runs of the sender's permuted channels ----------
     pieces_in: dict = {}  # (op name, k) -> [(piece name, channels in kernel order)]
     pieces_out: dict = {}  # device tensor -> {piece name: (a, b)}
-    sends: dict = {}
+    sends: dict = {}  # (piece, receiver) -> Send
+    receivers: dict = {}  # (t, j, a, b) -> devices that need channels [a, b) of t_d{j}
+    wants: list = []  # (op name, k, (t, j, a, b)) in kernel-row order per (op, k)
     for (name, j, k), chans in sorted(needs.items(), key=lambda e: (e[0][0], e[0][2], e[0][1])):
         op = next(o for o in ops if o.name == name)
         t = op.inputs[0]
         pos = order[(classes.find(t), j)]
         for a, b in _runs(sorted(pos[c] for c in chans)):
-            piece = f"{t}_d{j}_to{k}_{a}_{b}"
-            pieces_in.setdefault((name, k), []).append((piece, perm(t, j)[a:b]))
-            pieces_out.setdefault(local(t, j), {})[piece] = (a, b)
-            shapes[piece] = graph.shapes[t][:-1] + (b - a,)
-            sends.setdefault(piece, Send(piece, local(t, j), j, k, (a, b)))
+            receivers.setdefault((t, j, a, b), set()).add(k)
+            wants.append((name, k, (t, j, a, b)))
+    for name, k, run in wants:
+        t, j, a, b = run
+        piece = piece_name(t, j, receivers[run], a, b)
+        pieces_in.setdefault((name, k), []).append((piece, perm(t, j)[a:b]))
+        pieces_out.setdefault(local(t, j), {})[piece] = (a, b)
+        shapes[piece] = graph.shapes[t][:-1] + (b - a,)
+        sends.setdefault((piece, k), Send(piece, local(t, j), j, k, (a, b)))
     # Sends of the registered kinds (a layer norm's statistics).
     ctx = kinds.SliceContext(graph, num_devices, ranges, perm, local, shapes, pieces_in, pieces_out, sends, Send,
-                             receive)
+                             receive, piece_name)
     for op in ops:
         if kinds.get(op.kind) is not None:
             kinds.get(op.kind).add_sends(op, ctx)
@@ -316,15 +326,21 @@ def partition(model: keras.Model, switch, receive: str = "concat") -> Partition:
             for t in s.inputs:
                 first_use.setdefault((p.device, t), s.name)
     send_list = []
-    for piece, send in sends.items():
-        send.sender_stage = producer[piece][1]
-        send.receiver_stage = first_use[(send.receiver, piece)]
+    for send in sends.values():
+        send.sender_stage = producer[send.tensor][1]
+        send.receiver_stage = first_use[(send.receiver, send.tensor)]
         send_list.append(send)
     for k in range(1, num_devices):
         partial = fusion["inputs"][k]
         send_list.append(Send(partial, partial, k, 0, (0, shapes[partial][-1]), producer[partial][1], None))
     send_list.sort(key=lambda s: (s.sender, int(s.sender_stage[5:]), s.receiver, s.tensor))
     return Partition(graph, programs, shapes, send_list, fusion, permutations)
+
+
+def piece_name(t: str, sender: int, receivers, a: int, b: int) -> str:
+    """The name of channels ``[a, b)`` of ``t_d{sender}`` sent to
+    ``receivers``: ``t3_d1_to0_2_4``, or ``t3_d1_to0and2_2_4`` for two."""
+    return f"{t}_d{sender}_to{'and'.join(str(k) for k in sorted(receivers))}_{a}_{b}"
 
 
 def _linear_op(p: dict, name: str, x: str, out: str, kernel: np.ndarray, bias, activation) -> DeviceOp:

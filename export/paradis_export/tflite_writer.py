@@ -86,4 +86,26 @@ def convert_device(models: dict, stages: list, shapes: dict, int8: bool = False,
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         model_bytes = converter.convert()
     check_operators(model_bytes, what)
+    check_distinct_outputs(model_bytes, stages, what)
     return model_bytes
+
+
+def check_distinct_outputs(model_bytes: bytes, stages: list, what: str) -> None:
+    """ValueError if two outputs of one stage's signature are one tensor.
+
+    The converter merges identical ops (two equal slices, say) into one
+    tensor; a signature then names it twice, and LiteRT.js returns such
+    outputs under the tensor's one name, so a browser peer would miss the
+    other. The partitioner makes each slice once; this keeps it so.
+    """
+    model = _flatbuffer.read(model_bytes)
+    for stage in stages:
+        outputs = _flatbuffer.signature_tensors(model, stage.name)[2]
+        by_tensor: dict = {}
+        for name, index in outputs.items():
+            by_tensor.setdefault(index, []).append(name)
+        shared = [names for names in by_tensor.values() if len(names) > 1]
+        if shared:
+            raise ValueError(f"{what}: stage {stage.name}'s outputs {shared} are one tensor in the converted "
+                             "file (the converter merged equal ops); a browser peer would read only one of each. "
+                             "The partitioner must make each sent slice once: please report this model.")

@@ -186,16 +186,17 @@ def test_partial_outputs_cross_once_as_accounted(bundles, name, switch):
     # reads it; the export sends it once (the backbone's stage-2 output
     # feeds both stage 3 and the merge's lateral, which may need the same
     # slice of it).
+    # A slice that two devices need is one piece sent to each (one Send per receiver).
     part = partition(model, switch)
-    pieces = {s.tensor for s in part.sends if s.receiver_stage is not None}
-    readers = {}
+    sends = [s for s in part.sends if s.receiver_stage is not None]
+    readers = {}  # (piece, receiver) -> the receiver's layers that read it
     for prog in part.devices:
         for op in (op for stage in prog.stages for op in stage.ops):
-            for t in set(op.inputs) & pieces:
-                readers.setdefault(t, set()).add(op.layer)
-    nbytes = {t: 4 * int(np.prod(part.shapes[t])) for t in pieces}
-    assert graph["totals"]["bytes_per_inference"] - summary["fusion_bytes"] == sum(nbytes.values())
-    assert sum(nbytes[t] * len(readers[t]) for t in pieces) == summary["bytes"]
+            for t in op.inputs:
+                readers.setdefault((t, prog.device), set()).add(op.layer)
+    nbytes = {s.tensor: 4 * int(np.prod(part.shapes[s.tensor])) for s in sends}
+    assert graph["totals"]["bytes_per_inference"] - summary["fusion_bytes"] == sum(nbytes[s.tensor] for s in sends)
+    assert sum(nbytes[s.tensor] * len(readers[(s.tensor, s.receiver)]) for s in sends) == summary["bytes"]
 
 
 def _tiny(switches, between):

@@ -18,8 +18,10 @@ class SliceContext:
     tensor -> shape (a kind adds the tensors it creates); ``pieces_in[(op
     name, k)]``: what device k receives for an op, ``[(piece, info)]``;
     ``pieces_out[device tensor]``: ``{piece: (start, stop)}`` slices sent;
-    ``sends``: piece -> Send; ``make_send(piece, source, sender, receiver,
-    channels)`` builds one.
+    ``sends``: (piece, receiver) -> Send; ``make_send(piece, source, sender,
+    receiver, channels)`` builds one; ``piece_name(t, sender, receivers, a,
+    b)`` names a piece (one piece per run of channels, however many devices
+    receive it).
     """
 
     graph: object
@@ -33,6 +35,7 @@ class SliceContext:
     sends: dict
     make_send: Callable
     receive: str
+    piece_name: Callable
 
 
 class OpKind:

@@ -86,8 +86,8 @@ class LayerNorm(OpKind):
         return [(op.inputs[0], op.output)]  # per channel once the statistics are known
 
     def add_sends(self, op, ctx) -> None:
-        # Device j's statistics (1, H, W, 2) go whole to every other device,
-        # one piece per receiver: channels [0, 2) of {out}_stats_d{j}.
+        # Device j's statistics (1, H, W, 2) go whole to every other device:
+        # channels [0, 2) of {out}_stats_d{j}, one piece sent to each.
         t = op.inputs[0]
         stats = f"{op.output}_stats"
         shape = ctx.graph.shapes[t][:-1] + (2,)
@@ -97,11 +97,12 @@ class LayerNorm(OpKind):
             for j in range(ctx.num_devices):
                 if j == k:
                     continue
-                piece = f"{stats}_d{j}_to{k}_0_2"
+                others = [i for i in range(ctx.num_devices) if i != j]
+                piece = ctx.piece_name(stats, j, others, 0, 2)
                 ctx.pieces_in.setdefault((op.name, k), []).append((piece, len(ctx.ranges[t][j])))
                 ctx.pieces_out.setdefault(ctx.local(stats, j), {})[piece] = (0, 2)
                 ctx.shapes[piece] = shape
-                ctx.sends[piece] = ctx.make_send(piece, ctx.local(stats, j), j, k, (0, 2))
+                ctx.sends[(piece, k)] = ctx.make_send(piece, ctx.local(stats, j), j, k, (0, 2))
 
     def device_ops(self, op, k, ctx) -> list:
         p = op.params
