@@ -1,9 +1,10 @@
 """The web peer (android_demo/web): its codec under Node against the shared
 vectors and the Python codec, its graph reader against the runtime's, and the
 page itself in Debian's headless Chromium with the real LiteRT.js, served by
-`paradis serve-web`: 2 pages as 2 devices, 1 page beside a Python peer, and
-bad input (malformed frame, wrong key, wrong file hash, bad graph, a peer that
-leaves or stalls), each a clear message on the page and never a hang.
+`paradis serve-web`: 2 pages as 2 devices, 3 pages whose link between devices
+1 and 2 drops and returns, 1 page beside a Python peer, and bad input
+(malformed frame, wrong key, wrong file hash, bad graph, unknown switch, a peer
+that leaves or stalls), each a clear message on the page and never a hang.
 
 Needs node (>= 18), `npm ci` in android_demo/web (`make web-deps`), Debian's
 chromium and the `web` extra (websockets, playwright, segno); a missing one
@@ -37,6 +38,7 @@ WEB = REPO / "android_demo" / "web"
 VECTORS = REPO / "export" / "vectors" / "frames.json"
 CHROMIUM = "/usr/bin/chromium"
 SWITCH = "2x0.5"
+THREE = "0.5+0.3+0.2"  # three pages, so two of them exchange tensors without the input device
 
 
 def _node() -> str:
@@ -146,7 +148,7 @@ def bundles(tmp_path_factory):
     from tests.paradis_export.helpers import seeded_bundles
 
     root = tmp_path_factory.mktemp("web")
-    seeded_bundles(root, SWITCH, browser=True)
+    seeded_bundles(root, f"{SWITCH},{THREE}", browser=True)
     return root
 
 
@@ -300,13 +302,13 @@ def serve_web(bundle, log: Path, tcp_peers=()):
         out.close()
 
 
-def open_page(browser, url, device, key=KEY, route=None):
+def open_page(browser, url, device, key=KEY, route=None, switch=SWITCH):
     page = browser.new_page(viewport={"width": 960, "height": 900})
     page.problems = []
     page.on("pageerror", lambda e: page.problems.append(str(e)))
     if route is not None:
         page.route(*route)
-    page.goto(f"{url}#switch={SWITCH}&device={device}&key={key}")
+    page.goto(f"{url}#switch={switch}&device={device}&key={key}")
     return page
 
 
@@ -333,10 +335,10 @@ def infer_error(page, image) -> tuple:
     return message, time.monotonic() - t
 
 
-def check_parity(outputs, bundle, precision, images):
+def check_parity(outputs, bundle, precision, images, switch=SWITCH):
     from paradis_runtime.executor import ReferenceExecutor
 
-    ref = ReferenceExecutor(bundle, switch=SWITCH).predict(images)
+    ref = ReferenceExecutor(bundle, switch=switch).predict(images)
     got = np.asarray(outputs, np.float32)
     if precision == "int8":
         assert np.array_equal(got, ref)  # the same bytes through the same int8 kernels
@@ -409,6 +411,33 @@ def test_one_page_beside_a_python_peer_matches_the_reference_executor(bundles, i
             page.close()
 
 
+def test_a_link_between_two_pages_that_drops_and_returns_loses_no_request(bundles, images, browser, tmp_path):
+    # Devices 1 and 2 of 0.5+0.3+0.2 exchange tensors over their own link (through the relay). Device 1
+    # closes that link and device 0 starts inferences at once: device 1 makes its frames for device 2 while
+    # the link is being remade, and must hold them and send them on the new link, as the Python and Java
+    # peers do, rather than drop them and its requests (each inference would then fail at its deadline).
+    from paradis_runtime._program import DeviceProgram
+
+    bundle = bundles / "float32"
+    sends = DeviceProgram(bundle / THREE / "fusion_graph.json", 1, load=False).send_to
+    assert any(2 in to for to in sends.values())  # device 1 sends to device 2
+    with serve_web(bundle, tmp_path / "serve.log") as url:
+        pages = [open_page(browser, url, d, switch=THREE) for d in (0, 1, 2)]
+        try:
+            for p in pages:
+                wait_ready(p)
+            assert len(infer(pages[0], images[0])["output"]) == 10
+            pages[1].evaluate("window.paradis.state.peer.conns.get(2).ws.close()")
+            outputs = [infer(pages[0], x)["output"] for x in images]
+            check_parity(outputs, bundle, "float32", images, switch=THREE)
+            assert any("lost device 2" in e for e in pages[1].evaluate("window.paradis.errors"))
+            assert pages[0].evaluate("window.paradis.errors") == []  # the input device never saw a device go
+            assert [p.problems for p in pages] == [[], [], []]
+        finally:
+            for p in pages:
+                p.close()
+
+
 def test_wrong_key_is_refused_on_both_pages(bundles, images, browser, tmp_path):
     with serve_web(bundles / "float32", tmp_path / "serve.log") as url:
         pages = [open_page(browser, url, 0), open_page(browser, url, 1, key="not-the-session-key-0123456789")]
@@ -423,7 +452,7 @@ def test_wrong_key_is_refused_on_both_pages(bundles, images, browser, tmp_path):
                 p.close()
 
 
-def test_wrong_file_hash_and_bad_graph_are_refused_before_anything_runs(bundles, browser, tmp_path):
+def test_wrong_file_hash_bad_graph_and_unknown_switch_are_refused_before_anything_runs(bundles, browser, tmp_path):
     folder = bundles / "float32" / SWITCH
     tampered = bytearray((folder / "device1.tflite").read_bytes())
     tampered[-100] ^= 0x01
@@ -440,6 +469,12 @@ def test_wrong_file_hash_and_bad_graph_are_refused_before_anything_runs(bundles,
             assert page.evaluate("window.paradis.state.peer") is None  # nothing was run or linked
             text = wait_error(page2, "bad fusion graph")
             assert "fusion.op" in text, text
+            # A link naming a switch the bundle lacks: said on the page, and no join.
+            page3 = open_page(browser, url, 0, switch="3x0.33")
+            text = wait_error(page3, "does not hold")
+            assert "'3x0.33'" in text and SWITCH in text and THREE in text, text
+            assert page3.evaluate("window.paradis.state.peer") is None and page3.problems == []
+            page3.close()
         finally:
             page.close()
             page2.close()
@@ -533,6 +568,6 @@ def test_the_relay_refuses_what_is_not_a_frame_link(bundles, tmp_path):
         import urllib.request
 
         session = json.loads(urllib.request.urlopen(url + "session.json", timeout=10).read())
-        assert [s["name"] for s in session["switches"]] == [SWITCH] and "<svg" in session["qr_svg"]
+        assert sorted(s["name"] for s in session["switches"]) == sorted([SWITCH, THREE]) and "<svg" in session["qr_svg"]
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(url + "bundle/../int8/manifest.json", timeout=10)  # exists, outside the bundle

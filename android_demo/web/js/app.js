@@ -58,8 +58,21 @@ async function fetchBytes(url, what) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
+/** `#switch=...&device=...&key=...` as an object. Not URLSearchParams: it reads `+` as a space, and
+ * switch names hold one (`0.5+0.3+0.2`); `%2B` works too. */
 function fragment() {
-  return Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
+  const out = {};
+  for (const part of location.hash.slice(1).split('&')) {
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const [k, v] = eq < 0 ? [part, ''] : [part.slice(0, eq), part.slice(eq + 1)];
+    try {
+      out[decodeURIComponent(k)] = decodeURIComponent(v);
+    } catch (e) {
+      out[k] = v; // a stray % is kept as typed
+    }
+  }
+  return out;
 }
 
 /** Loads device `device` of switch `switchName` and links it to its peers. */
@@ -225,7 +238,12 @@ async function main() {
   };
   $('switch').onchange = fillDevices;
   const f = fragment();
-  if (f.switch) $('switch').value = f.switch;
+  if (f.switch && !s.switches.some((x) => x.name === f.switch)) {
+    ui.error(`the link names switch '${f.switch}', which the bundle does not hold; it holds ${s.switches.map((x) => x.name).join(', ')}`);
+    delete f.device; // no automatic join on a switch that was not asked for
+  } else if (f.switch) {
+    $('switch').value = f.switch;
+  }
   fillDevices();
   if (f.device) $('device').value = f.device;
   if (f.key) $('key').value = f.key;

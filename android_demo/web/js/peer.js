@@ -6,9 +6,11 @@
 // a time, as a phone would), sends each output right after the stage that
 // made it to the devices the graph's `sends` name, and keeps the request
 // deadlines, max_inflight, the ring of finished ids, heartbeats and the peer
-// deadline of FRAME_FORMAT.md section 7. The input device also feeds the
-// image, fuses the partial outputs (js/graph.js fusePartials) and times each
-// inference: compute, wire and wait on this device, bytes and arrival per peer.
+// deadline of FRAME_FORMAT.md section 7; frames for a link being remade are
+// held up to the peer deadline, as the Python and Java peers hold them. The
+// input device also feeds the image, fuses the partial outputs (js/graph.js
+// fusePartials) and times each inference: compute, wire and wait on this
+// device, bytes and arrival per peer.
 
 import { Connection } from './connection.js';
 import {
@@ -18,6 +20,8 @@ import { fusePartials, quantizeInput } from './graph.js';
 
 const RING = 256;
 const TICK_MS = 50;
+// Frames held for one missing link, per live request a peer may hold (as the Python and Java peers).
+const HELD_PER_REQUEST = 4;
 // A peer that refuses the handshake for one of these is misconfigured: redialing cannot help.
 const FATAL = new Set([ErrorCode.GRAPH_MISMATCH, ErrorCode.BAD_DEVICE, ErrorCode.AUTH_FAILED, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.BAD_MAGIC]);
 
@@ -62,6 +66,7 @@ export class Peer {
     this.dialing = new Map(); // peer device -> Connection in its handshake
     this.stopped = new Map(); // peer device -> fatal reason (no more redials)
     this.live = new Map(); // request id -> Request (insertion order = age)
+    this.held = new Map(); // peer device -> [{deadline, frame}]: frames for a link being remade
     this.ring = [];
     this.ringSet = new Set();
     this.computeChain = Promise.resolve();
@@ -80,6 +85,7 @@ export class Peer {
   stop() {
     this.running = false;
     clearInterval(this.tick);
+    this.held.clear();
     for (const c of [...this.conns.values(), ...this.dialing.values()]) c.fail(ErrorCode.SHUTTING_DOWN, `device ${this.program.device} is leaving`, 1001);
   }
 
@@ -108,6 +114,10 @@ export class Peer {
     this.conns.set(conn.peer, conn);
     if (old) old.close('replaced by a newer connection from the same device');
     if (conn.peer === this.program.inputDevice && !this.program.isInput) this._dropAll(); // fresh ids (section 7)
+    const held = this.held.get(conn.peer) ?? [];
+    this.held.delete(conn.peer);
+    const now = performance.now();
+    for (const h of held) if (h.deadline >= now) conn.send(h.frame);
     this.ui.log(`device ${conn.peer}: connected and authenticated`);
     if (this.allReady) this.ui.status(`ready: device ${this.program.device} of ${this.program.numDevices}, switch ${this.program.switchName}`);
   }
@@ -120,6 +130,7 @@ export class Peer {
     if (info.code !== null && info.code !== undefined && FATAL.has(info.code)) {
       const msg = `link to device ${conn.peer} refused: ${info.reason}. Fix the session key, the device number or the bundle and reload the page.`;
       this.stopped.set(conn.peer, msg);
+      this.held.delete(conn.peer);
       this.ui.error(msg);
       this._failLive(msg, conn.peer);
       return;
@@ -127,7 +138,11 @@ export class Peer {
     if (wasCurrent || info.wasReady) {
       const msg = `lost device ${conn.peer}: ${info.reason}`;
       this.ui.error(msg);
-      this._failLive(msg, conn.peer);
+      // The input device abandons what needs the lost device (section 7: every request needs every
+      // device's partial). Another device keeps its requests: their frames for the lost device are held
+      // up to the peer deadline while the link is remade (a link between two phones that drops and comes
+      // back loses nothing, as with the Python and Java peers); the request deadline ends the rest.
+      if (this.program.isInput) this._failLive(msg, conn.peer);
     } else if (info.reason) {
       this.ui.log(`device ${conn.peer}: ${info.reason}; retrying`);
     }
@@ -216,8 +231,7 @@ export class Peer {
         for (const d of p.sendTo.get(name) ?? []) {
           const w0 = performance.now();
           const frame = tensorFrame(p.specs[name].id, rid, outputs[name], p.specs[name].dtype, p.specs[name].shape);
-          const c = this.conns.get(d);
-          if (c && c.send(frame)) st.bytesSent += frame.length;
+          if (this._sendTo(d, frame)) st.bytesSent += frame.length;
           else this.ui.log(`request ${rid}: no link to device ${d} for '${name}'`);
           st.wireMs += performance.now() - w0;
         }
@@ -234,6 +248,19 @@ export class Peer {
       this._drop(rid);
       this._finish(st, null);
     }
+  }
+
+  /** One frame to device `d`; with no link it is held up to the peer deadline. False if neither. */
+  _sendTo(d, frame) {
+    const c = this.conns.get(d);
+    if (c && c.send(frame)) return true;
+    if (!this.running || this.stopped.has(d)) return false;
+    const held = this.held.get(d) ?? [];
+    // The oldest first out: it belongs to a request the input device gives up first.
+    if (held.length >= this.config.maxInflight * HELD_PER_REQUEST) held.shift();
+    held.push({ deadline: performance.now() + this.config.peerDeadline * 1000, frame });
+    this.held.set(d, held);
+    return true;
   }
 
   _finish(st, output) {
@@ -312,6 +339,14 @@ export class Peer {
   // -- housekeeping ----------------------------------------------------------------------------------
   _tick() {
     const now = performance.now();
+    for (const [d, held] of [...this.held.entries()]) {
+      const kept = held.filter((h) => h.deadline >= now);
+      if (kept.length < held.length) {
+        this.ui.log(`device ${this.program.device}: dropped ${held.length - kept.length} frame(s) for device ${d}: no link within ${this.config.peerDeadline} s`);
+      }
+      if (kept.length) this.held.set(d, kept);
+      else this.held.delete(d);
+    }
     for (const c of this.conns.values()) {
       c.heartbeat(now);
       c.checkDeadline(now);
