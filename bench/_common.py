@@ -185,8 +185,27 @@ def paired_difference(values, baseline):
     if len(diffs) < 2:
         return {"diff_mean": mean, "ci95": None, "half_width": None, "diffs": diffs}
     df = len(diffs) - 1
-    half = (_T975[df - 1] if df <= len(_T975) else 1.96) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    half = _t975(df) * statistics.stdev(diffs) / math.sqrt(len(diffs))
     return {"diff_mean": mean, "ci95": [mean - half, mean + half], "half_width": half, "diffs": diffs}
+
+
+def _t975(df: int) -> float:
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def seeds_for_half_width(diffs, target: float):
+    """How many paired seeds a 95 % t interval of half-width <= ``target``
+    needs, at the per-seed spread of ``diffs`` (their standard deviation):
+    the planning figure for an instrument. None for fewer than 2 diffs."""
+    if len(diffs) < 2:
+        return None
+    if target <= 0:
+        raise ValueError(f"seeds_for_half_width: target must be > 0, received {target!r}")
+    sd = statistics.stdev(diffs)
+    n = 2
+    while _t975(n - 1) * sd / math.sqrt(n) > target:
+        n += 1
+    return n
 
 
 def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, finalize=False,

@@ -191,14 +191,20 @@ def with_paired(summary):
                 # Another ranking against the library's default one: what the default is chosen over.
                 regime["paired_default"][variant] = _paired(rows, variant, "disco_0.2")
         gap = regime["paired_unsplit"].get("independent")
-        widths = [p["half_width"] for table in ("paired", "paired_unsplit")
-                  for p in regime[table].values() if p and p["half_width"] is not None]
+        contrasts = [p for table in ("paired", "paired_unsplit") for p in regime[table].values()
+                     if p and p["half_width"] is not None]
+        widths = [p["half_width"] for p in contrasts]
+        # Seeds a 0.3 pt half-width would take at the spread measured: the
+        # target's price, for the widest contrast and for the gap itself.
+        needs = [C.seeds_for_half_width(p["diffs"], 0.003) for p in contrasts]
         regime["instrument"] = None if not gap or gap["half_width"] is None else {
             # independent - unsplit is negative: the gap is its opposite.
             "unsplit_minus_independent": -gap["diff_mean"],
             "gap_half_width": gap["half_width"],
             "gap_in_half_widths": -gap["diff_mean"] / gap["half_width"] if gap["half_width"] else None,
             "max_half_width": max(widths) if widths else None,
+            "gap_seeds_for_0.3pt": C.seeds_for_half_width(gap["diffs"], 0.003),
+            "max_seeds_for_0.3pt": max(needs) if needs else None,
         }
     return summary
 
@@ -287,7 +293,10 @@ def markdown(summary, setting, verdict):
             lines += ["", f"Instrument: unsplit - independent = {100 * inst['unsplit_minus_independent']:.2f} pt, "
                       f"{inst['gap_in_half_widths']:.1f}x its paired half-width "
                       f"({100 * inst['gap_half_width']:.2f} pt); "
-                      f"widest half-width in this regime {100 * (inst['max_half_width'] or 0):.2f} pt."]
+                      f"widest half-width in this regime {100 * (inst['max_half_width'] or 0):.2f} pt. "
+                      f"At the per-seed spread measured, a 0.3 pt half-width needs "
+                      f"{inst.get('gap_seeds_for_0.3pt')} seeds for that gap and "
+                      f"{inst.get('max_seeds_for_0.3pt')} for the widest contrast."]
         lines.append("")
     lines += ["## Targets", "", "| target | wanted | met |", "|---|---|---|"]
     for key, wanted in TARGETS.items():

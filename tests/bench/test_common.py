@@ -99,3 +99,23 @@ def test_run_records_are_committed_not_ignored(common):
     assert ignored.returncode == 1, f"{record} is ignored by git"
     scratch = os.path.relpath(os.path.join(common.RUNS, "tasks", "x.weights.h5"), root)
     assert subprocess.run(["git", "check-ignore", "-q", scratch], cwd=root).returncode == 0
+
+
+@pytest.mark.parametrize("diffs, target", [([0.0, 0.01, -0.005, 0.02, 0.012], 0.003), ([0.01, 0.03], 0.003),
+                                           ([0.001, 0.0012, 0.0009], 0.003)])
+def test_seeds_for_half_width_is_the_fewest_that_reach_the_target(common, diffs, target):
+    import statistics
+
+    n = common.seeds_for_half_width(diffs, target)
+    sd = statistics.stdev(diffs)
+    # n seeds at this spread give a half-width within the target, n - 1 do not (the same t as the intervals).
+    assert common._t975(n - 1) * sd / n ** 0.5 <= target
+    assert n == 2 or common._t975(n - 2) * sd / (n - 1) ** 0.5 > target
+    spread = [target + d for d in diffs]  # a shift leaves the spread, and the answer, as it is
+    assert common.seeds_for_half_width(spread, target) == n
+
+
+def test_seeds_for_half_width_needs_a_spread(common):
+    assert common.seeds_for_half_width([0.01], 0.003) is None
+    with pytest.raises(ValueError, match="target must be > 0, received 0"):
+        common.seeds_for_half_width([0.01, 0.02], 0)
