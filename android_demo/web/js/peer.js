@@ -142,7 +142,10 @@ export class Peer {
       // device's partial). Another device keeps its requests: their frames for the lost device are held
       // up to the peer deadline while the link is remade (a link between two phones that drops and comes
       // back loses nothing, as with the Python and Java peers); the request deadline ends the rest.
-      if (this.program.isInput) this._failLive(msg, conn.peer);
+      if (this.program.isInput) {
+        this.held.delete(conn.peer); // frames of the requests abandoned here: none is wanted any more
+        this._failLive(msg, conn.peer);
+      }
     } else if (info.reason) {
       this.ui.log(`device ${conn.peer}: ${info.reason}; retrying`);
     }
