@@ -7,19 +7,21 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from paradis_cli._common import UsageError, positive_int, printed_warnings
 
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "write one TFLite file per device and the fusion graph, per switch"
+CALIBRATION_DEFAULT = 500
 
 
 def add_arguments(e) -> None:
     e.add_argument("--checkpoint", required=True, help="a .keras file saved by 'paradis train' (model.keras)")
     e.add_argument("--switches", required=True, help="comma-separated switches of the checkpoint, e.g. 2x0.5,1x1.0")
     e.add_argument("--int8", action="store_true", help="full-integer quantization (int8 on the wire too)")
-    e.add_argument("--calibration", type=positive_int, default=500,
+    e.add_argument("--calibration", type=positive_int, default=CALIBRATION_DEFAULT,
                    help="int8: real training images used to calibrate (default 500)")
     e.add_argument("--dataset", default=None,
                    help="int8 calibration images, the data the checkpoint was trained on (default: its task's): "
@@ -29,7 +31,9 @@ def add_arguments(e) -> None:
                    help="int8: also write device files with uint8 stage inputs and outputs for the web peer "
                         "(LiteRT.js refuses int8 ones; float32 files run in browsers as they are)")
     e.add_argument("--out", required=True, help="bundle folder to create")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace an existing bundle folder (one that holds manifest.json, or an empty one; any "
+                        "other folder is refused)")
 
 
 def _load(checkpoint: str):
@@ -51,14 +55,14 @@ def _load(checkpoint: str):
 
 def run(args) -> dict:
     from paradis_export import export_bundle
-    from paradis_export.bundle import switch_names
+    from paradis_export.bundle import check_out, switch_names
 
     # Checked here too (export_bundle checks again) so that the user learns it
     # before the model loads, in terms of the flag.
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UsageError(f"--out {args.out} exists; choose a new folder or pass --overwrite to replace it.")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out} exists and is not a folder.")
+    try:
+        check_out(args.out, args.overwrite, argument="--out")
+    except (FileExistsError, ValueError) as e:
+        raise UsageError(str(e)) from None
     model = _load(args.checkpoint)
     try:
         names = switch_names(model, args.switches)
@@ -72,9 +76,13 @@ def run(args) -> dict:
             calibration = calibration_images(model, args.dataset, args.calibration)
     if args.browser and not args.int8:
         print("--browser: float32 device files run in browsers as they are; nothing extra to write")
+    if not args.int8 and args.calibration != CALIBRATION_DEFAULT:
+        print(f"warning: --calibration {args.calibration} is for --int8; a float32 export calibrates nothing",
+              file=sys.stderr)
     try:
-        manifest = export_bundle(model, names, args.out, int8=args.int8, calibration=calibration,
-                                 overwrite=args.overwrite, progress=print, browser=args.browser)
+        with printed_warnings():
+            manifest = export_bundle(model, names, args.out, int8=args.int8, calibration=calibration,
+                                     overwrite=args.overwrite, progress=print, browser=args.browser)
     except ValueError as e:
         # The exporter names the first layer it has no per-device rule for
         # (paradis_export/_graph.py): that is about the checkpoint the user

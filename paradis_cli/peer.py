@@ -39,6 +39,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    from paradis_runtime._program import SelectionError
     from paradis_runtime.fusion_graph import FusionGraphError
     from paradis_runtime.peer import parse_address, serve
 
@@ -59,6 +60,8 @@ def run(args) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         peer = serve(bundle, args.device, config, peers, listen, switches, Path(args.trace) if args.trace else None)
+    except SelectionError as e:  # --switch or --device names what the bundle lacks
+        raise UsageError(str(e)) from None
     except FusionGraphError:
         raise
     except ValueError as e:

@@ -29,11 +29,12 @@ def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="one image file (PNG/JPEG, the model's input size) or a .npy model input")
     src.add_argument("--dataset", help="'fashion-mnist': the first --count test images, with their labels")
-    p.add_argument("--count", type=positive_int, default=100, help="images of --dataset to run (default 100)")
+    p.add_argument("--count", type=positive_int, default=None, help="images of --dataset to run (default 100)")
     p.add_argument("--switch", default=None,
                    help="comma-separated switches allowed (default: every switch the peers can staff)")
     p.add_argument("--in-flight", type=positive_int, default=1,
-                   help="inferences on the wire at once (default 1: one at a time, clean latencies)")
+                   help="inferences on the wire at once, 1 to 8 (a peer holds 8 live requests; default 1: one at "
+                        "a time, clean latencies)")
     p.add_argument("--connect-timeout", type=positive_float, default=10.0,
                    help="seconds to wait for the peers at start (default 10)")
     add_network_arguments(p)
@@ -51,7 +52,20 @@ def load_image(path: Path, graph: dict):
 
     shape = tuple(graph["input"]["shape"])
     if path.suffix == ".npy":
-        return np.load(path).astype("float32")
+        try:
+            array = np.load(path)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--image {path}: not a .npy file numpy can read ({e}).") from None
+        if array.shape == shape[1:]:
+            array = array[None]  # one input without its batch axis
+        if array.ndim != len(shape) or array.shape[1:] != shape[1:] or len(array) == 0:
+            dims = ", ".join(str(d) for d in shape[1:])
+            raise UsageError(f"--image {path}: a .npy holds model inputs of shape (N, {dims}) with N >= 1, or one "
+                             f"of shape ({dims}); received shape {array.shape}.")
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise UsageError(f"--image {path}: the array's dtype is {array.dtype}; a model input is a real number "
+                             "array (float32 as input.preprocessing says).")
+        return array.astype("float32")
     try:
         from PIL import Image
     except ImportError:
@@ -81,6 +95,9 @@ def _dataset(name: str, count: int, graph: dict):
     from paradis_tf.data import CLASS_NAMES, load_fashion_mnist
 
     images, labels = load_fashion_mnist("test")
+    if count > len(images):
+        print(f"--count {count}: the fashion-mnist test split holds {len(images)} images; running all of them",
+              flush=True)
     shape = tuple(graph["input"]["shape"])
     if shape[1:] != (28, 28, 1):
         raise UsageError(f"--dataset fashion-mnist gives 28x28x1 images; this bundle takes {list(shape[1:])}.")
@@ -97,8 +114,9 @@ def _ms(values) -> str:
 
 def run(args) -> None:
     from paradis_runtime import Coordinator, RequestFailed
+    from paradis_runtime._program import SelectionError
     from paradis_runtime.executor import resolve_graph
-    from paradis_runtime.fusion_graph import read_graph
+    from paradis_runtime.fusion_graph import FusionGraphError, read_graph
 
     bundle = Path(args.bundle)
     if not bundle.exists():
@@ -112,16 +130,21 @@ def run(args) -> None:
         if not path.is_file():
             raise UsageError(f"--image {args.image}: no such file.")
         images = load_image(path, graph)
+        if args.count is not None:
+            print(f"warning: --count {args.count} is for --dataset; --image runs every input of {path}",
+                  file=sys.stderr)
     else:
-        images, labels, names = _dataset(args.dataset, args.count, graph)
+        images, labels, names = _dataset(args.dataset, args.count or 100, graph)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     switches = [s for s in args.switch.split(",") if s] if args.switch else None
     try:
         session = Coordinator(bundle, peers, switches=switches, in_flight=args.in_flight, config=config,
                               trace=Path(args.trace) if args.trace else None)
-    except ValueError as e:
-        if "bundle" in str(e) or "switch" in str(e):
-            raise
+    except SelectionError as e:  # --switch names what the bundle lacks
+        raise UsageError(str(e)) from None
+    except FusionGraphError:
+        raise  # the bundle itself is wrong: a failure, not a usage error
+    except ValueError as e:  # --in-flight, or too few --peers for every switch
         raise UsageError(str(e)) from None
     try:
         try:
@@ -131,34 +154,50 @@ def run(args) -> None:
         print(f"connected: switch {session.switch} ({len(peers)} peer(s)); {config.link.describe()}", flush=True)
         n = len(images)
         futures = []
+        results, failed = [], []
+        step = max(1, n // 10)
+
+        def collect(block: bool) -> None:
+            # In order, as they finish: progress shows while requests still go
+            # out (submit waits while --in-flight requests are on the wire).
+            while len(results) + len(failed) < len(futures):
+                i = len(results) + len(failed)
+                if not block and not futures[i].done():
+                    return
+                try:
+                    results.append((i, futures[i].result()))
+                except RequestFailed as e:
+                    failed.append((i, str(e)))
+                if n > 1 and ((i + 1) % step == 0 or i + 1 == n):
+                    print(f"  {i + 1}/{n} inferences", flush=True)
+
         try:
             for i in range(n):
                 futures.append(session.submit(images[i : i + 1]))
+                collect(block=False)
         except ValueError as e:
             raise UsageError(f"--image: {e}" if args.image else str(e)) from None
-        results, failed = [], []
-        step = max(1, n // 10)
-        for i, f in enumerate(futures):
-            try:
-                results.append((i, f.result()))
-            except RequestFailed as e:
-                failed.append((i, str(e)))
-            if n > 1 and ((i + 1) % step == 0 or i + 1 == n):
-                print(f"  {i + 1}/{n} inferences", flush=True)
+        collect(block=True)
     finally:
         session.close()
-    _report(args, config, results, failed, labels, names, n)
+    _report(args, config, results, failed, labels, names, n, graph["output"].get("kind", "logits"))
 
 
-def _report(args, config, results, failed, labels, names, n) -> None:
+def _report(args, config, results, failed, labels, names, n, kind: str) -> None:
     import numpy as np
 
     if n == 1 and results:
         r = results[0][1]
-        top = int(np.argmax(r.output[0]))
-        label = f" ({names[top]})" if names else ""
         others = ", ".join(f"device {d} last frame at {t * 1e3:.2f} ms" for d, t in sorted(r.arrivals.items()))
-        print(f"class {top}{label}, logits {np.round(r.output[0], 3).tolist()}")
+        out = r.output[0]
+        if kind == "logits":
+            top = int(np.argmax(out))
+            label = f" ({names[top]})" if names else ""
+            # Printed from Python floats: float32's 0.581 would print as 0.5809999704360962.
+            print(f"class {top}{label}, logits [{', '.join(f'{v:.3f}' for v in out.ravel())}]")
+        else:  # an image, segmentation logits or CenterNet maps: too many values to print
+            print(f"output ({kind}) of shape {list(out.shape)}: values in [{float(out.min()):.3f}, "
+                  f"{float(out.max()):.3f}], mean {float(out.mean()):.3f}")
         print(f"switch {r.switch}: {r.latency_s * 1e3:.2f} ms (device 0: compute {r.compute_s * 1e3:.2f}, wire "
               f"{r.wire_s * 1e3:.2f}, wait {r.wait_s * 1e3:.2f} ms{'; ' + others if others else ''})")
     rows = []

@@ -133,15 +133,50 @@ def run(args) -> dict:
         raise UsageError(f"--budget {args.budget} and a link budget (--link-mbps/--link-latency-ms) exclude each "
                          "other: give one.")
     task = _task(args)
+    _check_resume(args)
     created = not os.path.exists(args.out)
     try:
         return _train(args, switches, task)
     except BaseException:
         # Leave nothing behind unless there is something to resume from.
         backup = os.path.join(args.out, "backup")
-        if created and os.path.isdir(args.out) and not any(files for _, _, files in os.walk(backup)):
+        states = [f for _, _, files in os.walk(backup) for f in files if f != _RESUME_CONFIG]
+        if created and os.path.isdir(args.out) and not states:
             shutil.rmtree(args.out, ignore_errors=True)
         raise
+
+
+# What an interrupted run was started with (backup/config.json): a resume with
+# other flags would load weights of other shapes, or silently mix two recipes.
+_RESUME_CONFIG = "config.json"
+_NOT_RECIPE = ("out", "verbose", "command")
+
+
+def _recipe(args) -> dict:
+    return {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_RECIPE}
+
+
+def _check_resume(args) -> None:
+    """Refuses to resume an interrupted run in --out with other flags."""
+    path = os.path.join(args.out, "backup", _RESUME_CONFIG)
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = None
+    now = _recipe(args)
+    if isinstance(saved, dict) and saved == now:
+        return
+    if isinstance(saved, dict):
+        differ = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} there, {now.get(k)!r} now"
+                           for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k))
+    else:
+        differ = f"{path} is unreadable"
+    raise UsageError(f"--out {args.out} holds an interrupted run of another configuration ({differ}); run the same "
+                     f"command to resume it, or start over with a new --out (or delete "
+                     f"{os.path.join(args.out, 'backup')}).")
 
 
 def _fit(model, data, args):
@@ -174,7 +209,9 @@ def _fit(model, data, args):
         comm_weight=args.comm_weight,
         sandwich=None if args.sandwich is None else Sandwich(middle=args.sandwich, seed=args.seed),
     )
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(os.path.join(args.out, "backup"), exist_ok=True)
+    with open(os.path.join(args.out, "backup", _RESUME_CONFIG), "w") as f:
+        json.dump(_recipe(args), f, indent=1)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup", "train")),
         keras.callbacks.ModelCheckpoint(os.path.join(args.out, "checkpoint.keras")),
@@ -196,6 +233,8 @@ def _fit(model, data, args):
             model.fit(data.train, epochs=args.finetune_epochs, verbose=args.verbose, shuffle=False, callbacks=[
                 keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup", "finetune"))])
     model.recalibrate_batch_norm(data.train, num_batches=args.recalibrate_batches, verbose=0)
+    # Trained to the end (BackupAndRestore removed its states): nothing to resume.
+    shutil.rmtree(os.path.join(args.out, "backup"), ignore_errors=True)
     return budget
 
 

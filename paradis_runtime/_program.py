@@ -23,7 +23,14 @@ from paradis_runtime.frames import (DTYPE_CODES, HEADER_LEN, MAX_FRAME_BYTES, NO
                                    TensorSpec, decode_header, encode_header)
 from paradis_runtime.fusion_graph import FusionGraphError, input_problem, read_graph
 
-__all__ = ["DeviceProgram", "InputCheck", "StageRun", "load_stages", "programs_for", "quantize_input"]
+__all__ = ["DeviceProgram", "InputCheck", "SelectionError", "StageRun", "load_stages", "programs_for",
+           "quantize_input"]
+
+
+class SelectionError(FusionGraphError):
+    """The switches or the device asked for are not in the bundle: the
+    caller's choice is wrong, not the bundle (a command line reports it as a
+    usage error)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,23 @@ class InputCheck:
                           "the input as input.preprocessing says.", stacklevel=4)
         return image
 
+    def batch(self, images) -> np.ndarray:
+        """``images`` for ``predict``: a batch (N, ...) of inputs, or one
+        input without its batch axis (taken as a batch of one); never empty.
+        Each is then checked by ``__call__``."""
+        images = np.asarray(images)
+        shape = self.shape
+        if images.shape == shape[1:]:
+            return images[None]
+        if images.ndim != len(shape) or images.shape[1:] != shape[1:]:
+            dims = ", ".join(str(d) for d in shape[1:])
+            raise ValueError(f"{self.where}: predict() takes a batch of inputs of shape (N, {dims}), or one input "
+                             f"of shape ({dims}); received shape {images.shape}.")
+        if len(images) == 0:
+            raise ValueError(f"{self.where}: predict() received an empty batch (shape {images.shape}); "
+                             "pass at least one input.")
+        return images
+
 
 def load_stages(graph_path: Path, graph: dict, device: int, num_threads: int = 1) -> list:
     """Device ``device``'s stages of ``graph`` with their LiteRT signature
@@ -139,7 +163,7 @@ class DeviceProgram:
         if self.num_devices > 65535:
             raise FusionGraphError(f"{where}: {self.num_devices} devices; the wire's u16 indices allow 65,535.")
         if not 0 <= device < self.num_devices:
-            raise FusionGraphError(f"{where}: switch {self.switch!r} has devices 0..{self.num_devices - 1}; "
+            raise SelectionError(f"{where}: switch {self.switch!r} has devices 0..{self.num_devices - 1}; "
                                    f"received device={device}.")
         tensors = g["tensors"]
         self.specs = {name: TensorSpec(name, t["dtype"], tuple(t["shape"])) for name, t in tensors.items()}
@@ -234,18 +258,23 @@ def programs_for(bundle: Path, device: int, switches: Optional[list] = None, **k
     if not (bundle / "manifest.json").is_file():
         from paradis_runtime.executor import resolve_graph
 
-        return [DeviceProgram(resolve_graph(bundle), device, **kwargs)]
+        program = DeviceProgram(resolve_graph(bundle), device, **kwargs)
+        if switches and program.switch not in switches:
+            raise SelectionError(f"{bundle}: this folder holds switch {program.switch!r} only, not "
+                                   f"{', '.join(repr(s) for s in switches if s != program.switch)}; name the "
+                                   "bundle folder (the one with manifest.json) to choose among its switches.")
+        return [program]
     manifest = read_manifest(bundle)
     entries = {e["name"]: e for e in manifest["switches"]}
     if switches:
         unknown = [s for s in switches if s not in entries]
         if unknown:
-            raise FusionGraphError(f"{bundle}: no switch {unknown[0]!r} in the bundle; it holds {sorted(entries)}.")
+            raise SelectionError(f"{bundle}: no switch {unknown[0]!r} in the bundle; it holds {sorted(entries)}.")
     names = [n for n in manifest["fallback"] if not switches or n in switches]
     out = [DeviceProgram(bundle / entries[n]["graph"], device, **kwargs) for n in names
            if entries[n].get("num_devices", 0) > device]
     if not out:
         largest = max(e.get("num_devices", 0) for e in entries.values())
-        raise FusionGraphError(f"{bundle}: no switch {'among ' + str(switches) + ' ' if switches else ''}has a "
-                               f"device {device}; the largest has {largest}.")
+        raise SelectionError(f"{bundle}: no switch {'among ' + str(switches) + ' ' if switches else ''}has a "
+                               f"device {device}; the largest has {largest} devices, numbered 0 to {largest - 1}.")
     return out

@@ -104,6 +104,12 @@ class Coordinator:
             config = PeerConfig(key=key)
         if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
             raise ValueError(f"in_flight must be an int >= 1, received {in_flight!r}.")
+        if in_flight > config.max_inflight:
+            # A peer holds max_inflight live requests and drops the oldest
+            # beyond them (OVERLOADED, FRAME_FORMAT.md section 7): more in
+            # flight would fail requests, not speed them up.
+            raise ValueError(f"in_flight must be at most {config.max_inflight}, the live requests a peer holds "
+                             f"(PeerConfig.max_inflight; more are dropped as OVERLOADED); received {in_flight}.")
         self.config = config
         self.peers = parse_peers(peers)
         programs = programs_for(Path(bundle), 0, switches, max_frame_bytes=config.max_frame_bytes,
@@ -230,8 +236,9 @@ class Coordinator:
 
     def predict(self, images) -> np.ndarray:
         """Fused outputs of a batch (N, ...), one inference each, in order;
-        raises RequestFailed if any inference failed."""
-        images = np.asarray(images)
+        raises RequestFailed if any inference failed. One input without its
+        batch axis is a batch of one."""
+        images = self._check.batch(images)
         futures = [self.submit(images[i : i + 1]) for i in range(len(images))]
         results = [f.exception() or f.result() for f in futures]
         failed = [r for r in results if isinstance(r, BaseException)]

@@ -115,6 +115,7 @@ class ReferenceExecutor:
         return run_schedule(self._plan, image, run_stage)
 
     def predict(self, images) -> np.ndarray:
-        """Fused outputs of a batch (N, H, W, C), one inference each."""
-        images = np.asarray(images)
+        """Fused outputs of a batch (N, H, W, C), one inference each (one
+        input without its batch axis is a batch of one)."""
+        images = self._input_check.batch(images)
         return np.concatenate([self.run(images[i : i + 1])[0] for i in range(len(images))], axis=0)

@@ -51,7 +51,8 @@ class Link:
         if not self.active:
             return "no link emulation (the real network)"
         bw = f"{self.mbps:g} Mbps" if self.mbps > 0 else "unlimited bandwidth"
-        return f"emulated link: {bw}, {self.latency_ms:g} ms one-way (sender-side, FRAME_FORMAT.md section 9)"
+        return (f"emulated link: {bw}, {self.latency_ms:g} ms one-way (sender-side, FRAME_FORMAT.md section 9: "
+                "this device's sends only; give every device the same link flags)")
 
 
 class LinkWriter:

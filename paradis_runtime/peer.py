@@ -315,6 +315,11 @@ class Peer:
                 # A new HELLO from the input device: its request ids start afresh (section 7).
                 self._tables[conn.program.sha256].live.clear()
         if old is not None:
+            # Once after a link drop; again and again when two processes claim
+            # the same device index (two `paradis run` on one peer take turns).
+            log.warning("device %d: device %d (%s) connected again from %s; this replaces its connection from "
+                        "%s (repeated, this means two processes use device index %d)", self.device, conn.peer,
+                        conn.program.switch, conn.address, old.address, conn.peer)
             old.close("replaced by a newer connection from the same device")
         now = time.monotonic()
         for deadline, frame in held:

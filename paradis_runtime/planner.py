@@ -477,6 +477,16 @@ def profile_from_traces(bundle_dir, traces: Sequence, skip: int = 2) -> dict:
                 raise ProfileError(f"switch {name!r}: device {d}'s trace never ran stage(s) {missing}.")
             devices.append({"stages": {k: _summary(v) for k, v in samples.items()}})
             stage_times.append({k: float(np.median(v)) for k, v in samples.items()})
+        # Each device emulates the links it sends on (FRAME_FORMAT.md section
+        # 9): traces whose devices emulated different links describe no one
+        # link, and the overhead fitted to them would be wrong.
+        links = {d: sorted({(r.get("link_mbps") or 0.0, r.get("link_latency_ms") or 0.0)
+                            for r in by_key[(name, d)][skip:]}) for d in range(len(graph["devices"]))}
+        if len({tuple(v) for v in links.values()}) > 1 or any(len(v) > 1 for v in links.values()):
+            shown = "; ".join(f"device {d}: " + ", ".join(_link_text(*x) for x in v) for d, v in links.items())
+            raise ProfileError(f"switch {name!r}: the traces' devices emulated different links ({shown}); "
+                               "emulation runs in each sender, so give every process the same --link-mbps and "
+                               "--link-latency-ms (or none) and trace again.")
         source = graph["input"]["device"]
         head = by_key[(name, source)][skip:]
         measured = float(np.median([r["total_s"] for r in head]))
@@ -501,6 +511,10 @@ def profile_from_traces(bundle_dir, traces: Sequence, skip: int = 2) -> dict:
         "bundle": str(bundle_dir),
         "switches": switches,
     }
+
+
+def _link_text(mbps: float, latency_ms: float) -> str:
+    return "no emulation" if not mbps and not latency_ms else f"{mbps:g} Mbps, {latency_ms:g} ms"
 
 
 def _check_count(value, name: str, minimum: int) -> int:

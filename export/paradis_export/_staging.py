@@ -99,7 +99,7 @@ def _sigterm_unwinds() -> Iterator[list]:
 
 @contextlib.contextmanager
 def staged(out: Path, overwrite: bool) -> Iterator[Path]:
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "runs/b/.." or "b/." has no usable name to stage beside
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_partials(out):
         shutil.rmtree(stale, ignore_errors=True)

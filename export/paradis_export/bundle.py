@@ -12,6 +12,7 @@ terminated (SIGTERM) export leaves no partial bundle (see ``_staging``).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -20,7 +21,7 @@ from paradis_export.exporter import export_switch
 from paradis_runtime.fusion_graph import SCHEMA_VERSION, write_json
 from paradis_runtime.manifest import MANIFEST_VERSION
 
-__all__ = ["export_bundle", "switch_names"]
+__all__ = ["export_bundle", "switch_names", "check_out"]
 
 
 def switch_names(model, switches) -> list:
@@ -49,6 +50,38 @@ def switch_names(model, switches) -> list:
     return names
 
 
+def check_out(out, overwrite: bool, argument: str = "out") -> None:
+    """Refuses a bundle folder ``out`` that an export must not replace.
+
+    A folder that exists is replaced only with ``overwrite``, and only when
+    it is empty or an earlier bundle (it holds ``manifest.json``): a slip
+    such as ``--out runs/r20`` for ``--out runs/r20/bundle`` must not delete
+    a training run and its checkpoint.
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is False.
+        ValueError: ``out`` is a file, or a folder that is neither empty nor a
+            bundle, or the current folder or one above it.
+    """
+    out = Path(out)
+    flag = "--overwrite" if argument.startswith("--") else "overwrite=True"
+    if not out.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{argument}: {out} exists; choose a new folder or pass {flag} to replace it.")
+    if not out.is_dir():
+        raise ValueError(f"{argument}: {out} exists and is not a folder.")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"{argument}: {out} is the current folder or holds it; name the bundle folder itself, "
+                         "e.g. runs/r20/bundle.")
+    if any(out.iterdir()) and not (out / "manifest.json").is_file():
+        kept = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+        raise ValueError(f"{argument}: {out} is not a bundle (no manifest.json; it holds {shown}); {flag} "
+                         "replaces only an earlier bundle or an empty folder. Name a new folder, e.g. "
+                         f"{out / 'bundle'}.")
+
+
 def _folder(switch_name: str) -> str:
     """A switch's folder in the bundle: its name, with '/' (as in 3x1/3) made '_'."""
     return switch_name.replace("/", "_")
@@ -69,7 +102,9 @@ def export_bundle(
     Args:
         model: a trained SplitModel (gates finalized).
         switches: names (``"2x0.5,1x1.0"`` or a list).
-        out: the bundle folder; must not exist unless ``overwrite``.
+        out: the bundle folder; must not exist unless ``overwrite``, and then
+            only an earlier bundle or an empty folder is replaced
+            (``check_out``).
         int8, calibration: see ``export_switch``.
         progress: called with one line per step; None for silence.
         browser: int8: also write the browser files (``export_switch``).
@@ -79,10 +114,13 @@ def export_bundle(
     """
     out = Path(out)
     names = switch_names(model, switches)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"out: {out} exists; choose a new folder or pass overwrite=True to replace it.")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} exists and is not a folder.")
+    check_out(out, overwrite)
+    unfinalized = [n for n in getattr(model, "unfinalized_switches", tuple)() if n in names]
+    if unfinalized:
+        warnings.warn(f"switch(es) {', '.join(unfinalized)}: the learned gates are not finalized (finalize_gates "
+                      "has not run: a checkpoint saved during training, such as checkpoint.keras?); the export "
+                      "takes the cut they make now. Export the model 'paradis train' ends with (model.keras).",
+                      stacklevel=2)
     with staged(out, overwrite) as tmp:
         entries = []
         for name in names:

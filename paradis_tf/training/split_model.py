@@ -200,6 +200,21 @@ class SplitModel(keras.Model):
             if any(t.learned for t in terms)
         )
 
+    def unfinalized_switches(self) -> tuple:
+        """Names of the learned switches whose remote gates are not all
+        pinned: ``finalize_gates`` has not run (a checkpoint saved during
+        training), so their gates are the cut of the moment, not a decision."""
+        out = []
+        for name in self.learned_switches():
+            for t in self._plan.traffic[name]:
+                if not t.learned:
+                    continue
+                pins = ops.convert_to_numpy(t.layer.gate_variables(t.index).pins)  # (Cin, D)
+                if np.any((t.remote > 0) & (pins < 0)):
+                    out.append(name)
+                    break
+        return tuple(out)
+
     # -- traffic --------------------------------------------------------------
     def _traffic_ratio(self, name, training=False, expected=False, count=False):
         """Sent / dense bytes of switch ``name``; ``count`` weighs every remote

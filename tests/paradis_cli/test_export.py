@@ -68,6 +68,12 @@ def test_usage_errors_exit_2_with_the_argument(checkpoint, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(path), "--switches", "2x0.5", "--out", str(tmp_path / "exists")]) == 2
     err = capsys.readouterr().err
     assert "pass --overwrite to replace it" in err and "overwrite=True" not in err
+    (tmp_path / "exists" / "model.keras").write_text("a training run's checkpoint")
+    assert main(["export", "--checkpoint", str(path), "--switches", "2x0.5", "--out", str(tmp_path / "exists"),
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "--out: " in err and "is not a bundle" in err and "overwrite=True" not in err
+    assert (tmp_path / "exists" / "model.keras").exists()
     assert main(["inspect", str(tmp_path)]) == 2
     assert "manifest.json" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -138,9 +138,66 @@ def test_bad_key_image_and_device(bundles, peer, tmp_path, capsys):
                       "--image", str(tmp_path / "small.png")], capsys)
     assert code == 2 and "--peers" in err and "'localhost'" in err
     proc = PeerProcess(bundles / "a", 5, addresses, key, log=tmp_path / "p5.log")
-    assert proc.proc.wait(60) != 0
-    assert "no switch" in (tmp_path / "p5.log").read_text() and "device 5" in (tmp_path / "p5.log").read_text()
+    assert proc.proc.wait(60) == 2  # --device names what the bundle lacks: a usage error
+    log = (tmp_path / "p5.log").read_text()
+    assert "no switch has a device 5; the largest has 2 devices, numbered 0 to 1" in log, log
     proc.stop()
+
+
+def test_switches_the_bundle_lacks_and_too_many_in_flight_are_usage_errors(bundles, peer, tmp_path, capsys):
+    addresses, key = peer
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.float32))
+    common = ["--peers", addresses, "--session-key-file", str(key), "--image", str(tmp_path / "x.npy")]
+    code, err = _run(["--bundle", str(bundles / "a"), "--switch", "3x0.3", *common], capsys)
+    assert code == 2 and "no switch '3x0.3' in the bundle" in err, err
+    # A switch folder holds one switch: naming another is refused, not ignored.
+    code, err = _run(["--bundle", str(bundles / "a" / "2x0.5"), "--switch", "1x1.0", *common], capsys)
+    assert code == 2 and "holds switch '2x0.5' only, not '1x1.0'" in err, err
+    code, err = _run(["--bundle", str(bundles / "a"), "--in-flight", "9", *common], capsys)
+    assert code == 2 and "in_flight must be at most 8" in err and "OVERLOADED" in err, err
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.float32(1), "received shape ()"),
+    (np.zeros((0, 28, 28, 1), np.float32), "(N, 28, 28, 1) with N >= 1, or one of shape (28, 28, 1); received "
+                                           "shape (0, 28, 28, 1)"),
+    (np.zeros((28, 1), np.float32), "received shape (28, 1)"),
+    (np.full((1, 28, 28, 1), "a"), "dtype is <U1"),
+])
+def test_a_npy_that_is_no_model_input_is_a_usage_error(bundles, tmp_path, capsys, array, message):
+    np.save(tmp_path / "x.npy", array)
+    code, err = _run(["--bundle", str(bundles / "a"), "--switch", "1x1.0", "--session-key-file",
+                      str(key_file(tmp_path)), "--image", str(tmp_path / "x.npy")], capsys)
+    assert code == 2 and "--image" in err and message in err, err
+
+
+def test_one_npy_input_without_its_batch_axis_runs(bundles, tmp_path, capsys):
+    images, _ = _test_images(1)
+    x = images[0].astype("float32") / 255  # (28, 28, 1)
+    np.save(tmp_path / "x.npy", x)
+    code = main(["run", "--bundle", str(bundles / "a"), "--switch", "1x1.0", "--session-key-file",
+                 str(key_file(tmp_path)), "--image", str(tmp_path / "x.npy")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    want = ReferenceExecutor(bundles / "a", switch="1x1.0").run(x)[0][0]
+    assert f"class {int(np.argmax(want))}" in out
+    assert f"logits [{', '.join(f'{v:.3f}' for v in want)}]" in out  # 3 decimals, not float32 noise
+
+
+def test_the_dataset_runs_on_a_device_without_keras(bundles, tmp_path):
+    # A peer install ('paradis-tf[peer]') has no Keras, TensorFlow or JAX.
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "for m in ('keras', 'tensorflow', 'jax'): sys.modules[m] = None  # import raises\n"
+              "from paradis_cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", script, "run", "--bundle", str(bundles / "a"), "--switch",
+                           "1x1.0", "--session-key-file", str(key_file(tmp_path)), "--dataset", "fashion-mnist",
+                           "--count", "5"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "top-1" in proc.stdout and "over 5" in proc.stdout
 
 
 def test_discovery_end_to_end(bundles, tmp_path, capsys):

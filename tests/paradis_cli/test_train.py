@@ -25,6 +25,15 @@ def test_train_end_to_end_writes_model_and_summary(tmp_path, fake_fashion_mnist,
     assert 0.0 <= rows["2x0.5"]["top1"] <= 1.0
     assert rows["2x0.5"]["params_per_device_ratio"] < 1.0
     assert (out / "model.keras").is_file() and (out / "checkpoint.keras").is_file()
+    assert not (out / "backup").exists()  # a finished run leaves nothing to resume
+    # `import paradis_tf` is all keras.models.load_model needs (the presets register with it).
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, keras, paradis_tf; "
+                             "print(type(keras.models.load_model(sys.argv[1])).__name__)", str(out / "model.keras")],
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0 and loaded.stdout.split()[-1] == "CifarResNet", loaded.stderr[-2000:]
     events = list((out / "logs").rglob("*tfevents*"))
     assert events, "TensorBoard wrote no event file"
     import tensorflow as tf
@@ -62,6 +71,34 @@ def test_link_budget_from_the_command_line(tmp_path, fake_fashion_mnist, capsys)
                            (["--link-mbps", "200", "--link-latency-ms", "2", "--budget", "0.2"], "exclude each other")):
         assert main(["train", "--model", "resnet20", "--out", str(tmp_path / "o")] + flags) == 2
         assert message in capsys.readouterr().err
+
+
+def test_an_interrupted_run_resumes_only_with_its_own_flags(tmp_path, fake_fashion_mnist, capsys, monkeypatch):
+    import keras
+
+    out = tmp_path / "run"
+    flags = ["train", "--model", "resnet8", "--switches", "1x1.0,2x0.5", "--budget", "0.3", "--epochs", "2",
+             "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches", "1", "--out", str(out),
+             "--verbose", "0"]
+    saved = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def interrupted(self, epoch, logs=None):  # Ctrl-C right after the first epoch's backup
+        saved(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", interrupted)
+    assert main(flags + ["--width", "0.25"]) == 130
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", saved)
+    capsys.readouterr()
+    assert (out / "backup" / "config.json").is_file()
+    # Other flags: refused before anything loads, the interrupted run kept.
+    assert main(flags + ["--width", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds an interrupted run of another configuration (--width 0.25 there, 0.5 now)" in err, err
+    assert (out / "backup" / "config.json").is_file()
+    # The same flags resume it; a finished run leaves nothing to resume.
+    assert main(flags + ["--width", "0.25"]) == 0, capsys.readouterr().err
+    assert (out / "model.keras").is_file() and not (out / "backup").exists()
 
 
 def test_sandwich_from_the_command_line(tmp_path, fake_fashion_mnist, capsys):

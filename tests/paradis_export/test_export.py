@@ -223,12 +223,44 @@ def test_failed_export_leaves_no_partial_bundle(tmp_path, monkeypatch):
 def test_existing_folder_needs_overwrite(tmp_path):
     model = resnet8(switches="1x1.0,2x0.5")
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "old.txt").write_text("old")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         export_bundle(model, "1x1.0", tmp_path / "out", progress=None)
-    export_bundle(model, "1x1.0", tmp_path / "out", overwrite=True, progress=None)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1x1.0", "manifest.json"]
+    export_bundle(model, "1x1.0", tmp_path / "out", overwrite=True, progress=None)  # an empty folder
+    export_bundle(model, "2x0.5", tmp_path / "out", overwrite=True, progress=None)  # an earlier bundle
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["2x0.5", "manifest.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_bundle(tmp_path, monkeypatch):
+    # "--out runs/r20" for "--out runs/r20/bundle": the training run must survive.
+    model = resnet8(switches="1x1.0,2x0.5")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_text("weights")
+    with pytest.raises(ValueError, match=r"out: .*run is not a bundle \(no manifest.json; it holds model.keras\)"):
+        export_bundle(model, "1x1.0", run, overwrite=True, progress=None)
+    assert sorted(p.name for p in run.iterdir()) == ["model.keras"]
+    monkeypatch.chdir(tmp_path / "run")
+    (run / "manifest.json").write_text("{}")
+    with pytest.raises(ValueError, match="current folder"):
+        export_bundle(model, "1x1.0", ".", overwrite=True, progress=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_model_whose_gates_are_not_finalized_exports_with_a_warning(tmp_path):
+    import warnings
+
+    from paradis_tf.models import CifarResNet
+
+    model = CifarResNet(depth=8, width=0.25, num_classes=10, input_shape=(28, 28, 1), switches="1x1.0,2x0.5")
+    assert model.unfinalized_switches() == ("2x0.5",)
+    with pytest.warns(UserWarning, match=r"switch\(es\) 2x0.5: the learned gates are not finalized"):
+        export_bundle(model, "2x0.5", tmp_path / "a", progress=None)
+    model.finalize_gates(budget=0.2)
+    assert model.unfinalized_switches() == ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        export_bundle(model, "2x0.5", tmp_path / "b", progress=None)
 
 
 def test_bad_switch_names_the_argument(tmp_path):

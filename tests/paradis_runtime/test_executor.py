@@ -50,6 +50,16 @@ def test_run_on_a_batch_points_to_predict(bundles):
         ReferenceExecutor(bundles / "float32").run(x)
 
 
+def test_predict_takes_one_input_without_its_batch_axis_and_refuses_an_empty_batch(bundles):
+    executor = ReferenceExecutor(bundles / "float32")
+    x, _ = real_images(2)
+    np.testing.assert_array_equal(executor.predict(x[1]), executor.predict(x)[1:])
+    with pytest.raises(ValueError, match=r"empty batch \(shape \(0, 28, 28, 1\)\); pass at least one input"):
+        executor.predict(x[:0])
+    with pytest.raises(ValueError, match=r"batch of inputs of shape \(N, 28, 28, 1\).*received shape \(28, 1\)"):
+        executor.predict(x[0, 0])
+
+
 def test_a_broken_file_with_a_matching_hash_names_device_and_file(bundles, tmp_path):
     import shutil
 

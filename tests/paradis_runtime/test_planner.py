@@ -441,3 +441,11 @@ def test_a_profile_from_traces_names_what_is_missing_or_foreign(bundle, profile,
         profile_from_traces(bundle, [tmp_path / "trace0.jsonl"])
     with pytest.raises(ValueError, match="traces must be a non-empty list"):
         profile_from_traces(bundle, str(t0))
+    # Only device 0 emulated a link (each sender emulates its own): no one link
+    # describes the run, so no overhead is fitted to it.
+    t0, t1 = _write_traces(tmp_path, graph, times, 0.01)
+    t0.write_text(t0.read_text().replace('"link_mbps": 0.0, "link_latency_ms": 0.0',
+                                         '"link_mbps": 50.0, "link_latency_ms": 2.0'))
+    with pytest.raises(ProfileError, match=r"emulated different links \(device 0: 50 Mbps, 2 ms; device 1: no "
+                                           r"emulation\); .*same --link-mbps"):
+        profile_from_traces(bundle, [t0, t1])
