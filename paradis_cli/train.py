@@ -195,7 +195,9 @@ def _fit(model, data, args):
         asked = Link(mbps=args.link_mbps, latency_ms=args.link_latency_ms)
     budget = asked if asked is not None and model.learned_switches() else None
     if asked is not None and budget is None:
-        print(f"warning: the budget is ignored: gates are '{args.gates}', nothing is learned", file=sys.stderr)
+        why = (f"gates are '{args.gates}'" if args.gates != "learned"
+               else f"no switch of {args.switches} has devices that exchange (a 1-device switch sends nothing)")
+        print(f"warning: the budget is ignored: {why}, so no gate is learned", file=sys.stderr)
     # The budget reached early and the cut kept from then on (GateRanking's
     # default): the weights train long against one structure, which beat a
     # cut remade at every step over half the run (docs/results/accuracy_comm.md).

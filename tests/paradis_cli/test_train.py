@@ -101,6 +101,15 @@ def test_an_interrupted_run_resumes_only_with_its_own_flags(tmp_path, fake_fashi
     assert (out / "model.keras").is_file() and not (out / "backup").exists()
 
 
+def test_a_budget_no_switch_can_use_is_ignored_with_the_reason(tmp_path, fake_fashion_mnist, capsys):
+    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0", "--budget", "0.2",
+                 "--epochs", "1", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches", "1",
+                 "--out", str(tmp_path / "run"), "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "the budget is ignored: no switch of 1x1.0 has devices that exchange" in err, err
+
+
 def test_sandwich_from_the_command_line(tmp_path, fake_fashion_mnist, capsys):
     import zipfile
 
