@@ -81,7 +81,7 @@ ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.
 # (bench/records/switches, trained with KERAS_BACKEND=jax: a seed's pairs
 # need one backend, so the script runs on JAX here); a larger --seeds trains
 # the missing ones (about 1.5 h per seed on this CPU).
-SWITCHES ?= --regimes narrow --modes learned,shut,sandwich --seeds 2
+SWITCHES ?= --regimes narrow --modes learned,shut,sandwich --seeds 3
 # bench/tasks.py: the runs recorded (bench/records/tasks): the baselines and
 # the default ranking on every task, the previous ranking on every task, two
 # more rankings on WDSR. --cached-only starts none (without it, the rankings
