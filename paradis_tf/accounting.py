@@ -49,6 +49,12 @@ def device_summary(
         reported as ``fusion_bytes``. ``params_ratio``/``flops_ratio`` compare
         a device with the unsplit model (full width, one device).
 
+        Traffic is counted per layer: a channel that two layers read (a
+        block's 3x3 convolution and its projection) is counted for each, as
+        the training budget counts it; an export sends a run of channels that
+        both need once per receiving device, so a bundle's
+        ``bytes_per_inference`` can be lower, never higher.
+
     Raises:
         ValueError: for a layer with weights that is not a split layer.
     """

@@ -14,6 +14,7 @@ platform (no float drift, no banker's rounding).
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from fractions import Fraction
 from typing import Iterable, Iterator, Sequence, Union
@@ -31,13 +32,14 @@ def _to_fraction(value: object, what: str) -> Fraction:
         raise ValueError(f"{what} must be a number in (0, 1], received {value!r}.")
     if isinstance(value, Fraction):
         return value
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
+    if isinstance(value, numbers.Integral):  # numpy integers too
+        return Fraction(int(value))
+    if isinstance(value, numbers.Real):  # float, numpy floats
         if not math.isfinite(value):
             raise ValueError(f"{what} must be a number in (0, 1], received {value!r}.")
-        # str(0.3) == "0.3": the decimal the user meant, not the binary float.
-        return Fraction(repr(value))
+        # repr(0.3) == "0.3": the decimal the user meant, not the binary float;
+        # a numpy float32 prints its own shortest decimal (str(float32(0.3)) == "0.3").
+        return Fraction(repr(float(value)) if isinstance(value, float) else str(value))
     if isinstance(value, str) and _NUMBER_RE.match(value):
         try:
             return Fraction(value.strip())
@@ -302,10 +304,11 @@ class SwitchSet:
         )
         ordered = tuple(items[i] for i in order)
         if not ordered[0].is_full_width:
+            n = ordered[0].num_devices
+            example = "'1x1.0'" + (f" or '{n}x{_format_width(Fraction(1, n))}'" if n > 1 else "")
             raise ValueError(
                 f"A SwitchSet needs a widest switch of total width 1 (the teacher, which "
-                f"trains every channel), received {[str(x) for x in items]}; add e.g. "
-                f"'1x1.0' or '{ordered[0].num_devices}x{_format_width(Fraction(1, ordered[0].num_devices))}'."
+                f"trains every channel), received {[str(x) for x in items]}; add e.g. {example}."
             )
         object.__setattr__(self, "_switches", ordered)
         object.__setattr__(self, "_index", {s: i for i, s in enumerate(ordered)})

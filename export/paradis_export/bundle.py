@@ -115,6 +115,8 @@ def export_bundle(
     out = Path(out)
     names = switch_names(model, switches)
     check_out(out, overwrite)
+    if not int8 and calibration is not None:
+        warnings.warn("calibration is for int8=True; a float32 export calibrates nothing", stacklevel=2)
     unfinalized = [n for n in getattr(model, "unfinalized_switches", tuple)() if n in names]
     if unfinalized:
         warnings.warn(f"switch(es) {', '.join(unfinalized)}: the learned gates are not finalized (finalize_gates "

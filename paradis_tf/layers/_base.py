@@ -249,6 +249,10 @@ class SplitLinearLayer(SwitchedLayer):
                 self._gate_logits[i] = self.add_weight(
                     name=f"gate_logits_{i}",
                     shape=(self.in_channels, d),
+                    # Read in float32 under a mixed policy too: bfloat16's 8
+                    # bits would make logits a budget cut tells apart equal to
+                    # its threshold, and open other gates than the cut chose.
+                    autocast=False,
                     # Holds logit / logit_scale (see GateConfig.logit_scale).
                     # A spread of +-0.01 around init_logit breaks ties, so a
                     # budget cut (logit >= threshold) can fall between any two.
@@ -272,6 +276,7 @@ class SplitLinearLayer(SwitchedLayer):
                 self._gate_thresholds[i] = self.add_weight(
                     name=f"gate_threshold_{i}",
                     shape=(),
+                    autocast=False,
                     initializer="zeros",
                     trainable=False,
                     aggregation="only_first_replica",
@@ -367,6 +372,9 @@ class SplitLinearLayer(SwitchedLayer):
                     hard = ops.where(ops.less(state, 0.0), hard, state)
                 # Straight-through: binary forward value, sigmoid gradient.
                 gate = soft + ops.stop_gradient(hard - soft) if training else hard
+            # Decided in float32 (the logits are not autocast); used in the
+            # layer's compute dtype, as its kernel is.
+            gate = ops.cast(gate, self.compute_dtype)
         pins = ops.cast(self._gate_pins[index], gate.dtype)
         return ops.where(ops.less(pins, 0.0), gate, pins)
 
@@ -380,23 +388,32 @@ class SplitLinearLayer(SwitchedLayer):
         remote = ops.cast(plan["remote"], g.dtype)
         return ops.add(local, ops.multiply(remote, g))  # (Cin, D)
 
+    def _gate_index(self, switch) -> int:
+        """``switch_index`` for the gate methods, which read what ``build`` makes."""
+        if not hasattr(self, "_plans"):
+            raise ValueError(f"{type(self).__name__} '{self.name}' is not built yet: call it on an input (or "
+                             "build(input_shape)) before reading or pinning its gates.")
+        return self.switch_index(switch)
+
     def gate_matrix(self, switch, training: bool = False):
         """G_s (Cin, D) as the forward pass uses it: a tensor for learned gates
         (straight-through or soft while training), a numpy constant otherwise."""
-        return self._gate_matrix(self.switch_index(switch), training)
+        return self._gate_matrix(self._gate_index(switch), training)
 
     def remote_mask(self, switch) -> np.ndarray:
         """(Cin, D) 1 where channel c is active and device k does not own it:
         the entries that cost traffic when open (all 0 for partial outputs or a
         replicated input)."""
-        return self._plans[self.switch_index(switch)]["remote"]
+        index = self._gate_index(switch)  # first: it says when there are no plans yet
+        return self._plans[index]["remote"]
 
     def has_learned_gates(self, switch) -> bool:
-        return self._plans[self.switch_index(switch)]["learned"]
+        index = self._gate_index(switch)
+        return self._plans[index]["learned"]
 
     def gate_logits(self, switch) -> np.ndarray:
         """(Cin, D) numpy gate logits of a learned switch (before pins)."""
-        index = self.switch_index(switch)
+        index = self._gate_index(switch)
         if index not in self._gate_logits:
             raise ValueError(
                 f"{type(self).__name__} '{self.name}': switch '{self.switches[index]}' has no "
@@ -407,7 +424,7 @@ class SplitLinearLayer(SwitchedLayer):
     def gate_variables(self, switch) -> GateVariables:
         """The variables of a learned switch's gates (logits, pins, threshold,
         held state, EMA): what a budget cut reads and writes."""
-        index = self.switch_index(switch)
+        index = self._gate_index(switch)
         if index not in self._gate_logits:
             raise ValueError(
                 f"{type(self).__name__} '{self.name}': switch '{self.switches[index]}' has no "
@@ -426,7 +443,8 @@ class SplitLinearLayer(SwitchedLayer):
         """(Cin, D) L2 norm of the kernel entries each gate carries: input
         channel c's rows into device k's output channels (over the kernel
         window too). Differentiable; a weight-based importance of the gate."""
-        plan = self._plans[self.switch_index(switch)]
+        index = self._gate_index(switch)
+        plan = self._plans[index]
         squares = ops.square(ops.cast(self.kernel, "float32"))  # (*window, Cin, Cout)
         for _ in self._kernel_window:
             squares = ops.sum(squares, axis=0)  # -> (Cin, Cout)
@@ -439,11 +457,11 @@ class SplitLinearLayer(SwitchedLayer):
         Differentiable in the gate logits (pins obeyed; local entries 1): the
         expected traffic of the layer in a switch, for a budget penalty.
         """
-        return ops.convert_to_tensor(self._gate_matrix(self.switch_index(switch), False, True))
+        return ops.convert_to_tensor(self._gate_matrix(self._gate_index(switch), False, True))
 
     def gate_values(self, switch) -> np.ndarray:
         """G_s (Cin, D) as a binary numpy array, as used at inference."""
-        gate = self._gate_matrix(self.switch_index(switch), training=False)
+        gate = self._gate_matrix(self._gate_index(switch), training=False)
         return np.asarray(ops.convert_to_numpy(gate), dtype="float32")
 
     def pin_gates(self, switch, pins) -> None:
@@ -451,7 +469,7 @@ class SplitLinearLayer(SwitchedLayer):
 
         Entries of local or inactive channels are ignored.
         """
-        index = self.switch_index(switch)
+        index = self._gate_index(switch)
         if index not in self._gate_pins:
             raise ValueError(
                 f"{type(self).__name__} '{self.name}': switch '{self.switches[index]}' has "
@@ -470,7 +488,7 @@ class SplitLinearLayer(SwitchedLayer):
 
     def kernel_mask(self, switch, training: bool = False):
         """mask_s (Cin, Cout) applied to the kernel, or None when it is all ones."""
-        return self._mask(self.switch_index(switch), training)
+        return self._mask(self._gate_index(switch), training)
 
     def _mask(self, index: int, training: bool):
         plan = self._plans[index]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Mapping, Union
 
 import keras
@@ -79,17 +81,13 @@ class GateConfig:
                 f"GateConfig.relaxation must be one of {list(GATE_RELAXATIONS)}, "
                 f"received {self.relaxation!r}."
             )
-        if not self.temperature > 0:
-            raise ValueError(
-                f"GateConfig.temperature must be > 0, received {self.temperature!r}."
-            )
-        if not self.logit_scale > 0:
-            raise ValueError(
-                f"GateConfig.logit_scale must be > 0, received {self.logit_scale!r}."
-            )
-        object.__setattr__(self, "logit_scale", float(self.logit_scale))
-        object.__setattr__(self, "init_logit", float(self.init_logit))
-        object.__setattr__(self, "temperature", float(self.temperature))
+        for name, positive in (("temperature", True), ("logit_scale", True), ("init_logit", False)):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                    or (positive and not value > 0)):
+                raise ValueError(f"GateConfig.{name} must be a finite number{' > 0' if positive else ''}, "
+                                 f"received {value!r}.")
+            object.__setattr__(self, name, float(value))
 
     @classmethod
     def coerce(cls, value: Union["GateConfig", str, Mapping, None]) -> "GateConfig":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -33,8 +35,8 @@ class BudgetSchedule:
                 f"end_step must be greater than begin_step, received begin_step={begin_step}, "
                 f"end_step={end_step}."
             )
-        if not float(power) >= 1.0:
-            raise ValueError(f"power must be >= 1, received {power!r}.")
+        if isinstance(power, bool) or not isinstance(power, numbers.Real) or not 1.0 <= power < float("inf"):
+            raise ValueError(f"power must be a finite number >= 1, received {power!r}.")
         self.begin_step = begin_step
         self.end_step = end_step
         self.power = float(power)

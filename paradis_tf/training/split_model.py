@@ -19,6 +19,7 @@ every switch's batch-norm statistics.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import warnings
 from typing import Mapping, Optional, Union
@@ -63,6 +64,14 @@ def _weighted_mean(values, sample_weight):
         return ops.mean(values)
     w = ops.cast(ops.reshape(sample_weight, (-1,)), values.dtype)
     return ops.sum(values * w) / ops.maximum(ops.sum(w), 1e-12)
+
+
+def _batch_weight(outputs, sample_weight):
+    """What one batch's mean counts for in an epoch's mean: its size, or the
+    sum of its sample weights."""
+    if sample_weight is None:
+        return ops.cast(ops.shape(outputs)[0], "float32")
+    return ops.sum(ops.cast(sample_weight, "float32"))
 
 
 def _atomic_write(filepath, overwrite, write):
@@ -136,6 +145,7 @@ class SplitModel(keras.Model):
         self.budget_step = keras.Variable(
             0, dtype="int32", trainable=False, name="budget_step", aggregation="only_first_replica"
         )
+        self._check_switch_calls(ordered)
         self._plan = _Plan(self._collect_traffic(), ordered)
         self._trackers = {}
         for name in switches.names:
@@ -159,6 +169,31 @@ class SplitModel(keras.Model):
     @property
     def switches(self) -> SwitchSet:
         return self._switch_set
+
+    def _check_switch_calls(self, ordered) -> None:
+        """Every split layer that an output depends on runs that output's
+        switch. A layer called by index (``switch=1``) runs its own set's
+        switch 1, which need not be this model's switch 1: the output would
+        be another switch's, and its traffic and gates another's too."""
+        shape = self.inputs[0].shape[1:]
+        if any(s is None for s in shape):
+            return  # _collect_traffic refuses it, naming the shape
+        for name, tensor in ordered.items():
+            for layer, switch, _ in layer_calls(keras.Model(self.inputs[0], tensor), shape):
+                if switch is None or not hasattr(layer, "switches"):
+                    continue
+                try:
+                    runs = layer.switches[switch].name
+                except ValueError as e:
+                    raise ValueError(f"layer '{layer.name}' feeds the output of switch '{name}' but is called "
+                                     f"with switch={switch!r}: {e}") from None
+                if runs != name:
+                    raise ValueError(
+                        f"layer '{layer.name}' feeds the output of switch '{name}' but is called with "
+                        f"switch={switch!r}, which is its switch '{runs}' (its switches: "
+                        f"{', '.join(layer.switches.names)}); call the layers of each output with that "
+                        f"output's switch, by name (switch='{name}')."
+                    )
 
     def _collect_traffic(self):
         shape = self.inputs[0].shape[1:]
@@ -483,7 +518,7 @@ class SplitModel(keras.Model):
                     f"budget for switch '{name}' must be a traffic ratio in (0, 1] or a Link, received {value!r}."
                 )
             return link
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
             raise ValueError(
                 f"budget for switch '{name}' must be a traffic ratio in (0, 1] or a Link, received {value!r}."
             )
@@ -576,7 +611,9 @@ class SplitModel(keras.Model):
         for name in (n for n in names if n in y_pred):
             logits = y_pred[name]
             task = _weighted_mean(self._task_loss.call(y, ops.cast(logits, "float32")), sample_weight)
-            self._trackers[name]["loss"].update_state(task)
+            # Weighted by the batch's weight, so an epoch's figure is the mean
+            # over examples (a short last batch counts for what it holds).
+            self._trackers[name]["loss"].update_state(task, sample_weight=_batch_weight(logits, sample_weight))
             total = total + task
             if name != names[0] and self._distillation_weight > 0:
                 distill = self._distillation(teacher, logits, sample_weight)
@@ -699,13 +736,33 @@ class SplitModel(keras.Model):
         channels. Run it after ``finalize_gates`` (and its fine-tune).
 
         Args:
-            dataset: yields ``x`` or ``(x, y, ...)`` batches.
+            dataset: yields ``x`` or ``(x, y, ...)`` batches, and can be
+                iterated once per switch: a ``tf.data.Dataset``, a list of
+                batches, a ``keras.utils.PyDataset``. Not an array (it would
+                iterate image by image) nor a generator (the first switch
+                would use it up).
             num_batches: batches per switch, or None for the whole dataset.
             verbose: 1 prints one line per switch.
+
+        Raises:
+            ValueError: for an array, a one-shot iterator, or a dataset that
+                yields no batch; the statistics are then as they were.
         """
         if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
                                         or num_batches < 1):
             raise ValueError(f"num_batches must be a positive int or None, received {num_batches!r}.")
+        if hasattr(dataset, "shape") and hasattr(dataset, "dtype"):
+            raise ValueError(f"dataset: an array of shape {tuple(dataset.shape)} would be iterated image by image "
+                             "(each image taken as a batch); pass batches, e.g. "
+                             "tf.data.Dataset.from_tensor_slices(x).batch(64), or a list of (64, ...) arrays.")
+        try:
+            one_shot = iter(dataset) is dataset
+        except TypeError:
+            raise ValueError(f"dataset: {type(dataset).__name__} is not iterable; pass a tf.data.Dataset of "
+                             "batches or a list of batches.") from None
+        if one_shot:
+            raise ValueError(f"dataset: a {type(dataset).__name__} can be iterated once, and every switch reads "
+                             "it; pass a tf.data.Dataset, a list of batches or a keras.utils.PyDataset.")
         bns = [layer for layer in self._flatten_layers() if isinstance(layer, SwitchableBatchNormalization)]
         if not bns:
             return
@@ -713,6 +770,9 @@ class SplitModel(keras.Model):
         # switch models below do not set the budget cut themselves).
         self._apply_budget_cut()
         saved = [bn.momentum for bn in bns]
+        # Restored if any switch fails (no batch, a bad one): never half done.
+        statistics = [(v, ops.convert_to_numpy(v)) for bn in bns for v in (*bn.moving_means, *bn.moving_variances)]
+        done = False
         try:
             for index, name in enumerate(self._switch_set.names):
                 for bn in bns:
@@ -734,9 +794,13 @@ class SplitModel(keras.Model):
                     raise ValueError("recalibrate_batch_norm: the dataset yielded no batch.")
                 if verbose:
                     print(f"recalibrated batch norm of switch {name} on {seen} batches")
+            done = True
         finally:
             for bn, m in zip(bns, saved):
                 bn.momentum = m
+            if not done:
+                for variable, value in statistics:
+                    variable.assign(value)
 
     # -- saving: atomic ---------------------------------------------------------
     def save(self, filepath, overwrite=True, **kwargs):

@@ -261,6 +261,9 @@ def test_a_model_whose_gates_are_not_finalized_exports_with_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         export_bundle(model, "2x0.5", tmp_path / "b", progress=None)
+    with pytest.warns(UserWarning, match="calibration is for int8=True"):
+        export_bundle(model, "2x0.5", tmp_path / "c", calibration=np.zeros((4, 28, 28, 1), "float32"),
+                      progress=None)
 
 
 def test_bad_switch_names_the_argument(tmp_path):

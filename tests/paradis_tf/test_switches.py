@@ -160,3 +160,13 @@ def test_group_partition_errors_name_the_values():
         Switch.parse("4x0.25").partition(16, group=8)
     with pytest.raises(ValueError, match="group must be a positive int, received 0"):
         Switch.parse("2x0.5").partition(16, group=0)
+
+
+def test_numpy_widths_are_numbers():
+    import numpy as np
+
+    assert Switch(np.array([0.5, 0.5])).name == "2x0.5"  # numpy 2 reprs them as np.float64(0.5)
+    assert Switch([np.float32(0.3), np.float32(0.7)]).name == "0.3+0.7"
+    assert Switch([np.int64(1)]).name == "1x1.0"
+    with pytest.raises(ValueError, match=r"must be a number in \(0, 1\], received np.float32\(nan\)"):
+        Switch([np.float32("nan"), 0.5])

@@ -22,7 +22,11 @@ def test_coerce_and_round_trip():
         ({"mode": "dense"}, r"GateConfig.mode must be one of \['learned', 'open', 'shut'\], received 'dense'"),
         ({"per_switch": {"2x0.5": "half"}}, r"per_switch\['2x0.5'\] must be one of .* received 'half'"),
         ({"relaxation": "gumbel"}, r"relaxation must be one of .* received 'gumbel'"),
-        ({"temperature": 0}, r"temperature must be > 0, received 0"),
+        ({"temperature": 0}, r"temperature must be a finite number > 0, received 0"),
+        ({"temperature": "1"}, r"temperature must be a finite number > 0, received '1'"),
+        ({"temperature": float("inf")}, r"temperature must be a finite number > 0, received inf"),
+        ({"init_logit": float("nan")}, r"init_logit must be a finite number, received nan"),
+        ({"logit_scale": -1}, r"logit_scale must be a finite number > 0, received -1"),
         ({"per_switch": [("2x0.5",)]}, r"\(switch name, mode\) pairs, received \('2x0.5',\)"),
     ],
 )

@@ -37,3 +37,25 @@ def test_mixed_bfloat16_trains_and_matches_float32(rng):
         assert np.isfinite(loss)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_bfloat16_opens_the_gates_the_budget_cut_chose():
+    # A budget cut's threshold sits between logits that differ in the third
+    # decimal; compared in bfloat16 (8 bits) many equal it and open too.
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = SplitDense(32, SwitchSet("1x1.0,2x0.5"))
+        layer.build((None, 32))
+        remote = layer.remote_mask("2x0.5")  # (32, 2)
+        threshold = float(np.median(layer.gate_logits("2x0.5")[remote > 0]))
+        layer.gate_variables("2x0.5").threshold.assign(threshold)
+        chosen = layer.gate_values("2x0.5") * remote
+        assert chosen.sum() == remote.sum() / 2
+        # The kernel entries the forward pass uses: input channel c reaches
+        # device k's outputs (16 each) only when its gate is open.
+        y = np.asarray(layer(np.eye(32, dtype="float32"), switch="2x0.5"), "float32")
+        used = np.abs(y - np.asarray(layer.bias, "float32")) > 0  # (Cin, Cout)
+        forward = np.stack([used[:, :16].any(1), used[:, 16:].any(1)], 1) * remote
+        np.testing.assert_array_equal(forward, chosen)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -105,3 +105,11 @@ def test_bad_arguments():
     layer = SplitDense(8, "1x1.0,4x0.25")
     with pytest.raises(ValueError, match="3 channels is too narrow for switch '4x0.25'"):
         layer(np.zeros((2, 3), "float32"), switch="4x0.25")
+
+
+def test_gates_of_a_layer_not_built_yet_name_the_fix():
+    layer = SplitDense(4, SWITCHES, name="head")
+    for read in (lambda: layer.gate_values("2x0.5"), lambda: layer.pin_gates("2x0.5", np.zeros((3, 2))),
+                 lambda: layer.remote_mask("2x0.5")):
+        with pytest.raises(ValueError, match=r"SplitDense 'head' is not built yet: call it on an input"):
+            read()

@@ -208,11 +208,78 @@ def test_recalibrate_batch_norm_sets_average_batch_statistics():
     assert bn.momentum == 0.99  # restored
 
 
+def test_evaluate_reports_each_switch_loss_as_the_mean_over_examples():
+    x, y = toy_data(100)
+    model = tiny_resnet("1x1.0,2x0.5")
+    model.compile(optimizer="adam")
+    w = np.linspace(0.1, 2.0, 100).astype("float32")
+    got = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)  # batches of 64 and 36
+    weighted = model.evaluate(x, y, sample_weight=w, batch_size=64, verbose=0, return_dict=True)
+    out = model.predict(x, verbose=0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    for name in ("1x1.0", "2x0.5"):
+        per_example = keras.ops.convert_to_numpy(loss(y, out[name]))
+        assert got[f"{name}_loss"] == pytest.approx(per_example.mean(), rel=1e-4)
+        assert weighted[f"{name}_loss"] == pytest.approx(np.sum(per_example * w) / np.sum(w), rel=1e-4)
+
+
+def test_an_output_computed_with_another_switch_is_refused():
+    # Layers built on three switches, a model on two, layers called by index:
+    # the model's second output would be the layers' 2x0.5, not 4x0.25.
+    from paradis_tf import SwitchSet
+    from paradis_tf import layers as L
+
+    model_set, layer_set = SwitchSet("1x1.0,4x0.25"), SwitchSet("1x1.0,2x0.5,4x0.25")
+    stem = L.SplitConv2D(8, 3, layer_set, padding="same", replicated_input=True, name="stem")
+    head = L.SplitDense(4, layer_set, partial_outputs=True, name="head")
+    fusion = L.PartialSumFusion(layer_set, name="fusion")
+    inputs = keras.Input((12, 12, 1))
+
+    def build(call):
+        outputs = {}
+        for i, name in enumerate(model_set.names):
+            h = keras.layers.GlobalAveragePooling2D()(stem(inputs, switch=call(i, name)))
+            outputs[name] = fusion(head(h, switch=call(i, name)), switch=call(i, name))
+        return SplitModel(inputs, outputs, model_set)
+
+    with pytest.raises(ValueError, match=r"layer 'stem' feeds the output of switch '4x0.25' but is called with "
+                                         r"switch=1, which is its switch '2x0.5'.*switch='4x0.25'"):
+        build(lambda i, name: i)
+    model = build(lambda i, name: name)  # by name: each output runs its own switch
+    out = model.predict(np.zeros((2, 12, 12, 1), "float32"), verbose=0)
+    assert set(out) == {"1x1.0", "4x0.25"} and out["4x0.25"].shape == (2, 4)
+
+
+def test_recalibration_refuses_arrays_and_one_shot_iterators_and_keeps_the_statistics_on_failure():
+    x, y = toy_data(64)
+    model = tiny_resnet("1x1.0,2x0.5")
+    model.compile(optimizer="adam")
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    before = model.predict(x, verbose=0)
+    # An array iterates image by image: each image would be taken as a batch.
+    with pytest.raises(ValueError, match=r"dataset: an array of shape \(64, 12, 12, 1\) would be iterated image by"):
+        model.recalibrate_batch_norm(x, verbose=0)
+    # A generator is used up by the first switch: the second would see nothing.
+    with pytest.raises(ValueError, match="dataset: a generator can be iterated once"):
+        model.recalibrate_batch_norm(((x[i:i + 32], y[i:i + 32]) for i in (0, 32)), verbose=0)
+    # A failure in a later switch leaves every switch's statistics as they were.
+    bad = [(x[:32], y[:32]), (np.zeros((32, 5, 5, 1), "float32"), y[:32])]
+    with pytest.raises(Exception):
+        model.recalibrate_batch_norm(bad, verbose=0)
+    with pytest.raises(ValueError, match="the dataset yielded no batch"):
+        model.recalibrate_batch_norm([], verbose=0)
+    after = model.predict(x, verbose=0)
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
+
+
 def test_bad_input():
     model = tiny_resnet("1x1.0,2x0.5,4x0.25")
     for bad in (0, 1.5, -0.2, True):
         with pytest.raises(ValueError, match=r"budget for switch '2x0.5' must be a traffic ratio in \(0, 1\]"):
             model.compile(optimizer="adam", budget=bad)
+    model.compile(optimizer="adam", budget=np.float32(0.2))  # a numpy number is a number
+    assert model.current_budget("2x0.5") == pytest.approx(1.0)  # step 0 of the anneal
     with pytest.raises(ValueError, match="budget names switch '1x1.0', which has no learned gates"):
         model.compile(optimizer="adam", budget={"1x1.0": 0.5})
     with pytest.raises(ValueError, match=r"budget: .*Unknown switch '3x1/3'"):
