@@ -164,7 +164,7 @@ class DeviceProgram:
             raise FusionGraphError(f"{where}: {self.num_devices} devices; the wire's u16 indices allow 65,535.")
         if not 0 <= device < self.num_devices:
             raise SelectionError(f"{where}: switch {self.switch!r} has devices 0..{self.num_devices - 1}; "
-                                   f"received device={device}.")
+                                 f"received device={device}.")
         tensors = g["tensors"]
         self.specs = {name: TensorSpec(name, t["dtype"], tuple(t["shape"])) for name, t in tensors.items()}
         self.ids = {name: t["id"] for name, t in tensors.items()}
@@ -261,8 +261,8 @@ def programs_for(bundle: Path, device: int, switches: Optional[list] = None, **k
         program = DeviceProgram(resolve_graph(bundle), device, **kwargs)
         if switches and program.switch not in switches:
             raise SelectionError(f"{bundle}: this folder holds switch {program.switch!r} only, not "
-                                   f"{', '.join(repr(s) for s in switches if s != program.switch)}; name the "
-                                   "bundle folder (the one with manifest.json) to choose among its switches.")
+                                 f"{', '.join(repr(s) for s in switches if s != program.switch)}; name the "
+                                 "bundle folder (the one with manifest.json) to choose among its switches.")
         return [program]
     manifest = read_manifest(bundle)
     entries = {e["name"]: e for e in manifest["switches"]}
@@ -276,5 +276,5 @@ def programs_for(bundle: Path, device: int, switches: Optional[list] = None, **k
     if not out:
         largest = max(e.get("num_devices", 0) for e in entries.values())
         raise SelectionError(f"{bundle}: no switch {'among ' + str(switches) + ' ' if switches else ''}has a "
-                               f"device {device}; the largest has {largest} devices, numbered 0 to {largest - 1}.")
+                             f"device {device}; the largest has {largest} devices, numbered 0 to {largest - 1}.")
     return out
