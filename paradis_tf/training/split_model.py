@@ -366,16 +366,20 @@ class SplitModel(keras.Model):
                 "SplitModel logs per-switch loss, the task's metric and traffic itself; "
                 f"metrics= is not supported, received {metrics!r}."
             )
+        asked = loss
         if loss is None:
             loss = self._task.loss
         elif isinstance(loss, str):
             loss = keras.losses.get(loss)
         if not isinstance(loss, keras.losses.Loss):
+            # A name such as "mse" resolves to a function, which gives no
+            # per-example values to weigh: the Loss class does.
             raise ValueError(
-                f"loss must be a keras.losses.Loss instance (or None), received {loss!r}."
+                f"loss must be a keras.losses.Loss instance (e.g. keras.losses.MeanSquaredError()), or None for "
+                f"the task's loss; received {asked!r}."
             )
         for name, value in (("distillation_weight", distillation_weight), ("comm_weight", comm_weight)):
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, received {value!r}.")
         if budget_schedule is None:
             budget_schedule = BudgetSchedule()

@@ -278,6 +278,8 @@ def test_bad_input():
     for bad in (0, 1.5, -0.2, True):
         with pytest.raises(ValueError, match=r"budget for switch '2x0.5' must be a traffic ratio in \(0, 1\]"):
             model.compile(optimizer="adam", budget=bad)
+    with pytest.raises(ValueError, match=r"loss must be a keras.losses.Loss instance \(e.g. .*received 'mse'"):
+        model.compile(optimizer="adam", loss="mse")  # the name, not the function it resolves to
     model.compile(optimizer="adam", budget=np.float32(0.2))  # a numpy number is a number
     assert model.current_budget("2x0.5") == pytest.approx(1.0)  # step 0 of the anneal
     with pytest.raises(ValueError, match="budget names switch '1x1.0', which has no learned gates"):
