@@ -372,9 +372,6 @@ class SplitLinearLayer(SwitchedLayer):
                     hard = ops.where(ops.less(state, 0.0), hard, state)
                 # Straight-through: binary forward value, sigmoid gradient.
                 gate = soft + ops.stop_gradient(hard - soft) if training else hard
-            # Decided in float32 (the logits are not autocast); used in the
-            # layer's compute dtype, as its kernel is.
-            gate = ops.cast(gate, self.compute_dtype)
         pins = ops.cast(self._gate_pins[index], gate.dtype)
         return ops.where(ops.less(pins, 0.0), gate, pins)
 
@@ -494,9 +491,10 @@ class SplitLinearLayer(SwitchedLayer):
         plan = self._plans[index]
         if not plan["learned"]:
             return plan["static_mask"]
-        gate = self._gate_matrix(index, training)  # (Cin, D)
+        gate = self._gate_matrix(index, training)  # (Cin, D), float32: the logits are not autocast
         assign = ops.cast(plan["assign"], gate.dtype)
-        return ops.matmul(gate, assign)  # (Cin, D) @ (D, Cout) -> (Cin, Cout)
+        # Decided in float32, applied in the compute dtype, as the kernel is.
+        return ops.cast(ops.matmul(gate, assign), self.compute_dtype)  # (Cin, D) @ (D, Cout) -> (Cin, Cout)
 
     # -- forward --------------------------------------------------------------
     def compute_output_shape(self, input_shape, switch=None):

@@ -170,7 +170,8 @@ class SplitMultiHeadAttention(SplitLinearLayer):
         e = self.embed_dim
         m_in = ops.matmul(gate[:e], ops.cast(plan["assign_heads"], gate.dtype))  # (E, D) @ (D, H*dh)
         m_out = ops.matmul(gate[e:], ops.cast(plan["assign_emb"], gate.dtype))  # (H*dh, D) @ (D, E)
-        return m_in, m_out
+        # Decided in float32 (the logits are not autocast), applied in the compute dtype.
+        return ops.cast(m_in, self.compute_dtype), ops.cast(m_out, self.compute_dtype)
 
     def gate_weight_norms(self, switch):
         """(E + H*dh, D) L2 norm of the kernel entries each gate carries: an
