@@ -145,8 +145,7 @@ class SplitModel(keras.Model):
         self.budget_step = keras.Variable(
             0, dtype="int32", trainable=False, name="budget_step", aggregation="only_first_replica"
         )
-        self._check_switch_calls(ordered)
-        self._plan = _Plan(self._collect_traffic(), ordered)
+        self._plan = _Plan(self._collect_traffic(ordered), ordered)
         self._trackers = {}
         for name in switches.names:
             self._trackers[name] = {"loss": keras.metrics.Mean(name=f"{name}_loss")}
@@ -170,17 +169,27 @@ class SplitModel(keras.Model):
     def switches(self) -> SwitchSet:
         return self._switch_set
 
-    def _check_switch_calls(self, ordered) -> None:
-        """Every split layer that an output depends on runs that output's
-        switch. A layer called by index (``switch=1``) runs its own set's
-        switch 1, which need not be this model's switch 1: the output would
-        be another switch's, and its traffic and gates another's too."""
+    def _collect_traffic(self, ordered) -> dict:
+        """Each switch's traffic terms, from a walk of its output's graph.
+
+        Every split layer an output depends on must run that output's switch:
+        a layer called by index (``switch=1``) runs its own set's switch 1,
+        which need not be this model's switch 1, and the output (its gates and
+        traffic too) would be another switch's.
+        """
         shape = self.inputs[0].shape[1:]
         if any(s is None for s in shape):
-            return  # _collect_traffic refuses it, naming the shape
+            raise ValueError(
+                f"SplitModel needs a fully known input shape to weigh traffic, received {tuple(shape)}."
+            )
+        traffic = {n: [] for n in self._switch_set.names}
         for name, tensor in ordered.items():
-            for layer, switch, _ in layer_calls(keras.Model(self.inputs[0], tensor), shape):
-                if switch is None or not hasattr(layer, "switches"):
+            for layer, switch, in_shape in layer_calls(keras.Model(self.inputs[0], tensor), shape):
+                if not hasattr(layer, "switches"):
+                    continue  # not a switched layer
+                if switch is None:  # no switch= argument: the layer says whether it takes one
+                    if isinstance(layer, SplitLinearLayer):
+                        layer.switch_index(switch)
                     continue
                 try:
                     runs = layer.switches[switch].name
@@ -194,22 +203,12 @@ class SplitModel(keras.Model):
                         f"{', '.join(layer.switches.names)}); call the layers of each output with that "
                         f"output's switch, by name (switch='{name}')."
                     )
-
-    def _collect_traffic(self):
-        shape = self.inputs[0].shape[1:]
-        if any(s is None for s in shape):
-            raise ValueError(
-                f"SplitModel needs a fully known input shape to weigh traffic, received {tuple(shape)}."
-            )
-        traffic = {n: [] for n in self._switch_set.names}
-        for layer, switch, in_shape in layer_calls(self, shape):
-            if not isinstance(layer, SplitLinearLayer):
-                continue
-            remote = layer.remote_mask(switch)
-            if remote.any():
-                positions = int(np.prod(in_shape[1:-1]))
-                name = self._switch_set[switch].name
-                traffic[name].append(TrafficTerm(layer, layer.switch_index(switch), positions, remote))
+                if not isinstance(layer, SplitLinearLayer):
+                    continue
+                remote = layer.remote_mask(switch)
+                if remote.any():
+                    positions = int(np.prod(in_shape[1:-1]))
+                    traffic[name].append(TrafficTerm(layer, layer.switch_index(switch), positions, remote))
         return traffic
 
     def switch_model(self, switch) -> keras.Model:
