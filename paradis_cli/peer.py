@@ -39,8 +39,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from paradis_runtime._program import SelectionError
-    from paradis_runtime.fusion_graph import FusionGraphError
+    from paradis_runtime import FusionGraphError, SelectionError
     from paradis_runtime.peer import parse_address, serve
 
     bundle = Path(args.bundle)

@@ -50,22 +50,21 @@ def load_image(path: Path, graph: dict):
     applied); a .npy is taken as the model input itself."""
     import numpy as np
 
+    from paradis_runtime import InputCheck
+
     shape = tuple(graph["input"]["shape"])
     if path.suffix == ".npy":
         try:
             array = np.load(path)
         except (OSError, ValueError) as e:
             raise UsageError(f"--image {path}: not a .npy file numpy can read ({e}).") from None
-        if array.shape == shape[1:]:
-            array = array[None]  # one input without its batch axis
-        if array.ndim != len(shape) or array.shape[1:] != shape[1:] or len(array) == 0:
-            dims = ", ".join(str(d) for d in shape[1:])
-            raise UsageError(f"--image {path}: a .npy holds model inputs of shape (N, {dims}) with N >= 1, or one "
-                             f"of shape ({dims}); received shape {array.shape}.")
         if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
             raise UsageError(f"--image {path}: the array's dtype is {array.dtype}; a model input is a real number "
                              "array (float32 as input.preprocessing says).")
-        return array.astype("float32")
+        try:  # the runtime's rule for a batch: (N, ...) with N >= 1, or one input without its batch axis
+            return InputCheck(graph, f"--image {path}").batch(array).astype("float32")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     try:
         from PIL import Image
     except ImportError:
@@ -113,10 +112,7 @@ def _ms(values) -> str:
 
 
 def run(args) -> None:
-    from paradis_runtime import Coordinator, RequestFailed
-    from paradis_runtime._program import SelectionError
-    from paradis_runtime.executor import resolve_graph
-    from paradis_runtime.fusion_graph import FusionGraphError, read_graph
+    from paradis_runtime import Coordinator, FusionGraphError, RequestFailed, SelectionError, read_graph, resolve_graph
 
     bundle = Path(args.bundle)
     if not bundle.exists():

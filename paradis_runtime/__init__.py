@@ -7,6 +7,7 @@ it; nothing here imports ``paradis_export`` or ``paradis_tf``.
 """
 
 from paradis_runtime._connection import TLS, PeerConfig
+from paradis_runtime._program import InputCheck, SelectionError
 from paradis_runtime.coordinator import Coordinator, RequestFailed, Result, connect
 from paradis_runtime.executor import ReferenceExecutor, resolve_graph
 from paradis_runtime.fusion_graph import FusionGraphError, read_graph, validate
@@ -17,6 +18,6 @@ from paradis_runtime.peer import Peer, serve
 __version__ = "0.1.0"
 
 __all__ = [
-    "Coordinator", "FusionGraphError", "Link", "Peer", "PeerConfig", "ReferenceExecutor", "RequestFailed", "Result",
-    "TLS", "connect", "read_graph", "read_manifest", "resolve_graph", "serve", "validate",
+    "Coordinator", "FusionGraphError", "InputCheck", "Link", "Peer", "PeerConfig", "ReferenceExecutor", "RequestFailed",
+    "Result", "SelectionError", "TLS", "connect", "read_graph", "read_manifest", "resolve_graph", "serve", "validate",
 ]

@@ -91,19 +91,19 @@ class InputCheck:
         return image
 
     def batch(self, images) -> np.ndarray:
-        """``images`` for ``predict``: a batch (N, ...) of inputs, or one
-        input without its batch axis (taken as a batch of one); never empty.
-        Each is then checked by ``__call__``."""
+        """``images`` for ``predict`` (and ``paradis run --image``): a batch
+        (N, ...) of inputs, or one input without its batch axis (taken as a
+        batch of one); never empty. Each is then checked by ``__call__``."""
         images = np.asarray(images)
         shape = self.shape
         if images.shape == shape[1:]:
             return images[None]
         if images.ndim != len(shape) or images.shape[1:] != shape[1:]:
             dims = ", ".join(str(d) for d in shape[1:])
-            raise ValueError(f"{self.where}: predict() takes a batch of inputs of shape (N, {dims}), or one input "
+            raise ValueError(f"{self.where}: expected a batch of inputs of shape (N, {dims}), or one input "
                              f"of shape ({dims}); received shape {images.shape}.")
         if len(images) == 0:
-            raise ValueError(f"{self.where}: predict() received an empty batch (shape {images.shape}); "
+            raise ValueError(f"{self.where}: received an empty batch (shape {images.shape}); "
                              "pass at least one input.")
         return images
 

@@ -159,9 +159,9 @@ def test_switches_the_bundle_lacks_and_too_many_in_flight_are_usage_errors(bundl
 
 @pytest.mark.parametrize("array, message", [
     (np.float32(1), "received shape ()"),
-    (np.zeros((0, 28, 28, 1), np.float32), "(N, 28, 28, 1) with N >= 1, or one of shape (28, 28, 1); received "
-                                           "shape (0, 28, 28, 1)"),
-    (np.zeros((28, 1), np.float32), "received shape (28, 1)"),
+    (np.zeros((0, 28, 28, 1), np.float32), "received an empty batch (shape (0, 28, 28, 1)); pass at least one"),
+    (np.zeros((28, 1), np.float32), "a batch of inputs of shape (N, 28, 28, 1), or one input of shape (28, 28, 1); "
+                                    "received shape (28, 1)"),
     (np.full((1, 28, 28, 1), "a"), "dtype is <U1"),
 ])
 def test_a_npy_that_is_no_model_input_is_a_usage_error(bundles, tmp_path, capsys, array, message):
