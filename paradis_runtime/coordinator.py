@@ -91,7 +91,8 @@ class Coordinator:
         key: the shared session key (>= 16 bytes), or pass ``config``.
         switches: restrict to these switch names (default: every switch
             of the bundle that the peers can staff).
-        in_flight: requests on the wire at once (``submit`` blocks beyond).
+        in_flight: requests on the wire at once (``submit`` blocks beyond),
+            at most ``config.max_inflight`` (the live requests a peer holds).
         config: a full PeerConfig (deadlines, link emulation, ...).
     """
 
