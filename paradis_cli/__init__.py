@@ -12,6 +12,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from paradis_cli import _interrupt as interrupt
 from paradis_cli._common import CommandFailed, UsageError
 
 __all__ = ["main", "UsageError", "VERBS"]
@@ -40,7 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser(verb if verb in VERBS else None).parse_args(argv)
     module = importlib.import_module(f"paradis_cli.{args.command.replace('-', '_')}")
     try:
-        module.run(args)
+        with interrupt.recorded():  # a Ctrl-C that TensorFlow mangled still exits 130
+            module.run(args)
     except UsageError as e:
         print(f"paradis {args.command}: error: {e}", file=sys.stderr)
         return 2

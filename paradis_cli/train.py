@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 
+from paradis_cli import _interrupt as interrupt
 from paradis_cli._common import (UsageError, non_negative_float, non_negative_int, positive_float, positive_int,
                                  printed_warnings, traffic_ratio)
 
@@ -136,7 +137,9 @@ def run(args) -> dict:
     _check_resume(args)
     created = not os.path.exists(args.out)
     try:
-        return _train(args, switches, task)
+        report = _train(args, switches, task)
+        interrupt.check()  # a Ctrl-C swallowed after the last batch (evaluation, saving)
+        return report
     except BaseException:
         # Leave nothing behind unless there is something to resume from.
         backup = os.path.join(args.out, "backup")
@@ -211,6 +214,13 @@ def _fit(model, data, args):
         comm_weight=args.comm_weight,
         sandwich=None if args.sandwich is None else Sandwich(middle=args.sandwich, seed=args.seed),
     )
+    # A Ctrl-C that TensorFlow swallowed (it landed in C++, tracing the step)
+    # stops training at the next batch instead of never.
+    def stop(*_, **__):
+        interrupt.check()
+
+    stop_on_interrupt = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=stop, on_train_batch_end=stop, on_test_batch_end=stop, on_epoch_end=stop)
     os.makedirs(os.path.join(args.out, "backup"), exist_ok=True)
     with open(os.path.join(args.out, "backup", _RESUME_CONFIG), "w") as f:
         json.dump(_recipe(args), f, indent=1)
@@ -222,6 +232,7 @@ def _fit(model, data, args):
         # batch norm recalibrated for the gates in use, then restored. Task
         # agnostic (it only runs the switches forward on training inputs).
         RecalibratedValidation(data.train, num_batches=args.recalibrate_batches),
+        stop_on_interrupt,
     ]
     print(f"training {model.name} ({model.count_params():,} weights, task {model.task.name}) on "
           f"{data.description}: switches {','.join(model.switches.names)}, gates {args.gates}, budget {budget}, "
@@ -233,7 +244,7 @@ def _fit(model, data, args):
         print("gates made binary and frozen: traffic " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
         if args.finetune_epochs:
             model.fit(data.train, epochs=args.finetune_epochs, verbose=args.verbose, shuffle=False, callbacks=[
-                keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup", "finetune"))])
+                keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup", "finetune")), stop_on_interrupt])
     model.recalibrate_batch_norm(data.train, num_batches=args.recalibrate_batches, verbose=0)
     # Trained to the end (BackupAndRestore removed its states): nothing to resume.
     shutil.rmtree(os.path.join(args.out, "backup"), ignore_errors=True)

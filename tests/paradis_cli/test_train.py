@@ -101,6 +101,39 @@ def test_an_interrupted_run_resumes_only_with_its_own_flags(tmp_path, fake_fashi
     assert (out / "model.keras").is_file() and not (out / "backup").exists()
 
 
+@pytest.mark.parametrize("mangled", ["swallowed", "system-error"])
+def test_ctrl_c_that_tensorflow_mangles_while_tracing_still_interrupts(tmp_path, fake_fashion_mnist, capsys,
+                                                                       monkeypatch, mangled):
+    # A SIGINT landing while TensorFlow traces the train step raises
+    # KeyboardInterrupt inside its C++, which may swallow it (training went on
+    # to write model.keras) or hand back another exception (seen in CI:
+    # SystemError, a traceback and exit 1). Either way: exit 130, nothing left.
+    import signal
+
+    from paradis_tf.training import SplitModel
+
+    traced = SplitModel.train_step
+
+    def train_step(self, *args, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, delivered here
+        except KeyboardInterrupt:
+            if mangled == "system-error":
+                raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+        return traced(self, *args, **kwargs)
+
+    monkeypatch.setattr(SplitModel, "train_step", train_step)
+    out = tmp_path / "run"
+    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0,2x0.5", "--budget", "0.3",
+                 "--epochs", "2", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches", "1",
+                 "--out", str(out), "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert code == 130 and "paradis train: interrupted" in err, err
+    assert not out.exists()
+    # The handler is put back: a later Ctrl-C is Python's KeyboardInterrupt again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_budget_no_switch_can_use_is_ignored_with_the_reason(tmp_path, fake_fashion_mnist, capsys):
     code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0", "--budget", "0.2",
                  "--epochs", "1", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches", "1",
