@@ -60,6 +60,15 @@ class SplitConv2D(SplitLinearLayer):
         return self.kernel_size
 
     def _linear(self, x, kernel):
+        if self.kernel_size == (1, 1) and self.strides != (1, 1):
+            # A 1x1 kernel with stride s reads pixel (s*i, s*j) only, with no
+            # padding in either mode: (B, H, W, Cin) -> (B, ceil(H/s), ceil(W/s), Cin)
+            # then a stride-1 1x1 conv computes the same numbers. TensorFlow
+            # 2.21's oneDNN filter gradient of a strided 1x1 conv corrupts the
+            # heap at few input channels (docs/onednn_odd_batch.md); the
+            # stride-1 one does not. Export builds its own graph from the kernel.
+            sh, sw = self.strides
+            return ops.conv(x[:, ::sh, ::sw, :], kernel, strides=1, padding="valid", data_format="channels_last")
         return ops.conv(
             x,
             kernel,

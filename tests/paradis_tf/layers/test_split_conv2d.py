@@ -28,12 +28,13 @@ def _built(layer, x):
 
 
 @pytest.mark.parametrize("switch", MULTI)
-@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("strides", [1, 2, (3, 2)])
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_open_gates_equal_stock_conv2d(switch, strides, padding, rng):
-    x = rng.normal(size=(2, 9, 9, 12)).astype("float32")
-    split = _built(_layer(gates="open", strides=strides, padding=padding), x)
-    stock = keras.layers.Conv2D(10, 3, strides=strides, padding=padding)
+@pytest.mark.parametrize("kernel_size", [3, 1])  # 1: a strided 1x1 runs as a slice and a stride-1 conv
+def test_open_gates_equal_stock_conv2d(switch, strides, padding, kernel_size, rng):
+    x = rng.normal(size=(2, 9, 10, 12)).astype("float32")  # odd and even sizes
+    split = _built(_layer(gates="open", kernel_size=kernel_size, strides=strides, padding=padding), x)
+    stock = keras.layers.Conv2D(10, kernel_size, strides=strides, padding=padding)
     stock.build(x.shape)
     stock.set_weights(split.get_weights())
     diff = np.abs(_np(split(x, switch=switch)) - _np(stock(x))).max()
