@@ -166,6 +166,9 @@ class _Classification(_Task):
 
         batch = args.batch_size or self.batch_size
         if args.dataset == "fashion-mnist":
+            if args.image_size is not None:
+                print(f"warning: --image-size {args.image_size} is ignored: Fashion-MNIST images are 28x28 "
+                      "(it resizes folder datasets)", file=sys.stderr)
             train = fashion_mnist("train", batch, augment=args.augment, limit=args.limit, seed=args.seed)
             test = fashion_mnist("test", batch, limit=args.test_limit)
             shape, classes = (28, 28, 1), list(CLASS_NAMES)
@@ -243,9 +246,15 @@ class _SuperResolution(_Task):
         hr = _square_side(args, info.output_shape[0], scale, "the side of a high-resolution patch")
         lr = (hr // scale, hr // scale, 3)
         batch = args.batch_size or self.batch_size
-        x, y = sr_patches(args.limit or self.limit, hr, scale, seed=args.seed, split="train", augment=args.augment)
-        # Validation patches come from the held-out photos, always the same ones.
-        vx, vy = sr_patches(args.test_limit or self.test_limit, hr, scale, seed=0, split="eval", augment=False)
+        try:
+            x, y = sr_patches(args.limit or self.limit, hr, scale, seed=args.seed, split="train",
+                              augment=args.augment)
+            # Validation patches come from the held-out photos, always the same ones.
+            vx, vy = sr_patches(args.test_limit or self.test_limit, hr, scale, seed=0, split="eval", augment=False)
+        except ValueError as e:
+            if "larger than the smallest" not in str(e):
+                raise
+            raise UsageError(f"--image-size {hr} (the side of a high-resolution patch): {e}") from None
         train = _pipeline(x, y, batch, shuffle=True, seed=args.seed)
         validation = _pipeline(vx, vy, batch, shuffle=False, seed=0)
         kwargs = {**self.width_kwargs(args, info), "input_shape": lr}
@@ -309,6 +318,9 @@ def _scenes(count: int, split: str, canvas: int, seed: int):
     return fashion_scenes(count, split, canvas, item_size=item_size, seed=seed)
 
 
+_MIN_CANVAS = 16  # the smallest scene side the generator fills with its items
+
+
 class _Scenes(_Task):
     """Segmentation and detection share the Fashion-MNIST scenes."""
 
@@ -324,6 +336,10 @@ class _Scenes(_Task):
         # The canvas is the model's input: the preset's, or --image-size
         # (the families pool to stride 8).
         canvas = _square_side(args, info.input_shape[0], 8, "the side of a scene")
+        if canvas < _MIN_CANVAS:
+            # Four items of 10 to 28 pixels do not fit on a smaller canvas.
+            raise UsageError(f"--image-size {canvas} (the side of a scene) is too small to place the scene's "
+                             f"items: use at least {_MIN_CANVAS}.")
         shape = (canvas, canvas, info.input_shape[2])
         batch = args.batch_size or self.batch_size
         train = _scenes(args.limit or self.limit, "train", canvas, seed=args.seed)

@@ -71,6 +71,12 @@ def run(args) -> dict:
     calibration = None
     if args.int8:
         from paradis_cli._tasks import calibration_images
+        from paradis_export.exporter import int8_problem
+
+        for name in names:  # before the calibration images load
+            problem = int8_problem(model, name)
+            if problem:
+                raise UsageError(f"--int8: {problem}; leave out --int8 to export this model in float32.")
 
         with printed_warnings():
             calibration = calibration_images(model, args.dataset, args.calibration)

@@ -73,6 +73,12 @@ def load_image(path: Path, graph: dict):
     try:
         img = Image.open(path)
         pre = graph["input"]["preprocessing"]
+        if img.mode.startswith("I") or img.mode == "F":
+            # 16-bit, 32-bit or float pixels: convert() clips them to 0..255,
+            # which turned a 16-bit photo into a black-and-white one, silently.
+            raise UsageError(f"--image {path}: the image's pixels are {img.mode!r} (16-bit, 32-bit or float); "
+                             "the model's preprocessing takes 8-bit pixels (0 to 255). Save it with 8 bits per "
+                             "channel, or pass the model input as a .npy.")
         img = img.convert("L" if shape[-1] == 1 or pre.get("color") == "grayscale" else "RGB")
     except OSError as e:
         raise UsageError(f"--image {path}: not an image file Pillow can read ({e}).") from None

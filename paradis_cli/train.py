@@ -267,8 +267,12 @@ def _train(args, switches, task) -> dict:
         model = build_model(args.model, switches=switches, gates=args.gates, **data.model_kwargs)
     except ValueError as e:
         given = ", ".join(f"{k}={v!r}" for k, v in data.model_kwargs.items())
+        hint = ""
+        if args.dataset.startswith("folder:") and args.image_size is None:
+            hint = (f" Folder images are resized to 32x32 unless --image-size says otherwise: try --image-size "
+                    f"{info.input_shape[0]} (the preset's side).")
         raise UsageError(f"--model {args.model} cannot be built for these flags (--switches {args.switches}, "
-                         f"--width, --image-size; {given}): {e}") from None
+                         f"--width, --image-size; {given}): {e}{hint}") from None
     budget = _fit(model, data, args)
     model.save(os.path.join(args.out, "model.keras"))
 

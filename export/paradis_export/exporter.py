@@ -14,7 +14,7 @@ from paradis_runtime.fusion_graph import DEFAULT_PREPROCESSING, SCHEMA_VERSION, 
 from paradis_export.partitioner import Partition, partition
 from paradis_export.tflite_writer import convert_device
 
-__all__ = ["export_switch", "calibration_samples"]
+__all__ = ["export_switch", "calibration_samples", "int8_problem"]
 
 
 def _check_images(images, shape: tuple, what: str) -> np.ndarray:
@@ -61,6 +61,24 @@ def _quantization(info: tuple) -> Optional[dict]:
     return None if scale is None else {"scale": scale, "zero_point": zero_point}
 
 
+def int8_problem(model, switch) -> Optional[str]:
+    """Why ``switch`` of ``model`` cannot export in int8, or None if it can
+    (checked before calibrating: the same check ``export_switch`` makes)."""
+    return _int8_problem(partition(model, switch, receive="sum"))
+
+
+def _int8_problem(part: Partition) -> Optional[str]:
+    float_only = [op for op in part.graph.ops if kinds.get(op.kind) is not None and not kinds.get(op.kind).int8]
+    if not float_only:
+        return None
+    # Layer norm: the converter folds an input's scale into constants after
+    # its subtraction, so stage inputs cannot take their producer's int8
+    # parameters (_unify_quantization).
+    names = ", ".join(op.name for op in float_only[:3]) + (", ..." if len(float_only) > 3 else "")
+    return (f"switch {part.switch.name} has layers of kinds {sorted({op.kind for op in float_only})} ({names}) that "
+            "export in float32 only so far")
+
+
 def export_switch(
     model,
     switch,
@@ -104,17 +122,9 @@ def export_switch(
     part = partition(model, switch, receive="sum" if int8 else "concat")
     sw = part.switch
     if int8:
-        float_only = [op for op in part.graph.ops if kinds.get(op.kind) is not None and not kinds.get(op.kind).int8]
-        if float_only:
-            # Layer norm: the converter folds an input's scale into constants
-            # after its subtraction, so stage inputs cannot take their
-            # producer's int8 parameters (_unify_quantization).
-            names = ", ".join(op.name for op in float_only[:3]) + (", ..." if len(float_only) > 3 else "")
-            raise ValueError(
-                f"int8=True: switch {sw.name} has layers of kinds "
-                f"{sorted({op.kind for op in float_only})} ({names}) that export in float32 only so far; "
-                "export with int8=False."
-            )
+        problem = _int8_problem(part)
+        if problem:
+            raise ValueError(f"int8=True: {problem}; export with int8=False.")
     say(f"[{sw.name}] partitioned: {sw.num_devices} device(s), "
         f"{[len(p.stages) for p in part.devices]} stages, {len(part.sends)} sends")
     # Any batch: calibration runs in batches; the export traces them at batch 1.

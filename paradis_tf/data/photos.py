@@ -172,7 +172,8 @@ def sr_patches(
     photos = [load_photo(name) for name in names]
     smallest = min(min(p.shape[:2]) for p in photos)
     if hr_size > smallest:
-        raise ValueError(f"hr_size {hr_size} is larger than the smallest {split} photo ({smallest} pixels).")
+        raise ValueError(f"hr_size {hr_size} is larger than the smallest {split} photo ({smallest} pixels): use at "
+                         f"most {smallest - smallest % scale} (a multiple of scale {scale}).")
     rng = np.random.default_rng(seed)
     hr = np.empty((count, hr_size, hr_size, 3), np.float32)
     for i in range(count):

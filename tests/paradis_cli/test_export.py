@@ -93,6 +93,27 @@ def test_int8_calibration_of_the_wrong_shape_names_the_default(tmp_path, capsys)
     assert "--dataset folder:TRAIN_DIR" in err
 
 
+def test_int8_of_a_model_with_float_only_layers_is_refused_before_calibrating(tmp_path, capsys, monkeypatch):
+    from paradis_tf.models.vit import ViT
+
+    import paradis_cli._tasks as tasks
+
+    path = tmp_path / "vit.keras"
+    ViT(patch_size=7, embed_dim=12, depth=1, num_heads=4, mlp_ratio=2.0, num_classes=10, input_shape=(28, 28, 1),
+        switches="1x1.0,2x0.5").save(path)
+
+    def calibration_images(*args):
+        raise AssertionError("calibration images loaded for an export that is refused anyway")
+
+    monkeypatch.setattr(tasks, "calibration_images", calibration_images)
+    code = main(["export", "--checkpoint", str(path), "--switches", "2x0.5", "--int8", "--out", str(tmp_path / "q")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--int8: switch 2x0.5 has layers of kinds ['attention', 'layernorm']" in err, err
+    assert "leave out --int8 to export this model in float32" in err and "int8=False" not in err, err
+    assert not (tmp_path / "q").exists()
+
+
 def test_a_corrupt_checkpoint_is_a_failure_that_says_so(tmp_path, capsys):
     bad = tmp_path / "model.keras"
     bad.write_bytes(b"PK\x03\x04 truncated")

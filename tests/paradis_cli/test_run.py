@@ -137,6 +137,11 @@ def test_bad_key_image_and_device(bundles, peer, tmp_path, capsys):
     code, err = _run(["--bundle", str(bundles / "a"), "--peers", "localhost", "--session-key-file", str(key),
                       "--image", str(tmp_path / "small.png")], capsys)
     assert code == 2 and "--peers" in err and "'localhost'" in err
+    # 16-bit pixels are refused, not clipped to 0..255 (a photo became black and white).
+    Image.fromarray(np.full((28, 28), 40000, np.uint16)).save(tmp_path / "deep.png")
+    code, err = _run(["--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(key),
+                      "--image", str(tmp_path / "deep.png")], capsys)
+    assert code == 2 and "16-bit" in err and "8 bits per channel" in err, err
     proc = PeerProcess(bundles / "a", 5, addresses, key, log=tmp_path / "p5.log")
     assert proc.proc.wait(60) == 2  # --device names what the bundle lacks: a usage error
     log = (tmp_path / "p5.log").read_text()

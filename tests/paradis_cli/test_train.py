@@ -225,6 +225,20 @@ def test_folder_errors_name_the_folder_and_leave_no_output(tmp_path, rng, capsys
     assert code == 1
     assert "images of class(es) ['grey'] that class_names does not know" in capsys.readouterr().err
     assert not out.exists()
+    # Folder images default to 32x32, which no 7-pixel patch divides: the flag to pass is named.
+    code = main(["train", "--model", "vit_tiny", "--dataset", f"folder:{train}", "--out", str(out)])
+    assert code == 2
+    assert "not divisible by patch_size=7" in (err := capsys.readouterr().err) and "try --image-size 28" in err, err
+    assert not out.exists()
+
+
+def test_image_size_with_fashion_mnist_is_ignored_with_a_warning(tmp_path, fake_fashion_mnist, capsys):
+    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0", "--image-size", "14",
+                 "--epochs", "1", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches", "1",
+                 "--out", str(tmp_path / "run"), "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "--image-size 14 is ignored: Fashion-MNIST images are 28x28" in err, err
 
 
 def test_help_does_not_load_keras():

@@ -185,6 +185,10 @@ def test_detection_and_segmentation_metrics_of_perfect_and_empty_outputs(fake_fa
      "use 'fashion-mnist' or 'folder:TRAIN_DIR[,TEST_DIR]'"),
     (["--model", "fcn_scenes", "--image-size", "60"], "--image-size 60 (the side of a scene) must be a multiple of 8"),
     (["--model", "wdsr_x3", "--image-size", "32"], "must be a multiple of 3"),
+    (["--model", "fcn_scenes", "--image-size", "8"], "--image-size 8 (the side of a scene) is too small to place "
+                                                     "the scene's items: use at least 16"),
+    (["--model", "wdsr_x2", "--image-size", "302"], "--image-size 302 (the side of a high-resolution patch): "
+                                                    "hr_size 302 is larger than the smallest"),
 ])
 def test_task_mismatches_are_usage_errors(tmp_path, flags, message, capsys):
     out = tmp_path / "o"
