@@ -49,8 +49,10 @@ def _keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
 @keras.saving.register_keras_serializable(package="paradis_tf")
 class BicubicSkipInitializer(keras.initializers.Initializer):
     """Starts WDSR's skip branch (a conv to ``3 r^2`` channels, then
-    PixelShuffle) as bicubic upsampling, so training starts from the bicubic
-    baseline and the body learns the residual.
+    PixelShuffle) as bicubic upsampling, so the body learns the residual to
+    bicubic. The body's tail starts at its random init, so the untrained
+    model is not yet the bicubic baseline: its output differs from bicubic by
+    about 0.15 mean absolute error on [0, 1] images.
 
     Output sub-pixel ``(i, j)`` of colour ``c`` (channel ``(i r + j) 3 + c``,
     depth-to-space order) samples the low-resolution image at offset
