@@ -492,6 +492,15 @@ class Peer:
                 st.next += 1
                 st.compute_s += end - start
                 st.stages.append((stage.name, start - st.created, end - st.created))
+                # After its last stage's sends this device is done with rid, and
+                # the input device may fuse and start request rid + in_flight at
+                # once: free the slot before sending, or that request could
+                # find max_inflight still held here and evict a live one
+                # (OVERLOADED at in_flight == max_inflight).
+                done = st.next >= len(program.stages) and not program.is_fusion
+                mine = done and table.live.get(rid) is st  # not dropped meanwhile (deadline, abandon)
+                if mine:
+                    table.drop(rid)
             for name in stage.outputs:
                 for device in program.send_to.get(name, ()):
                     t0 = time.monotonic()
@@ -500,6 +509,10 @@ class Peer:
                         log.warning("device %d: request %d: no connection to device %d (%s) for %r", self.device,
                                     rid, device, program.switch, name)
                     st.wire_s += time.monotonic() - t0
+            if done:
+                if mine:
+                    self._write_trace(program, st)
+                return
         if program.is_fusion:
             with self._lock:
                 if not all(t in st.tensors for t in program.fusion["inputs"]):
@@ -512,7 +525,7 @@ class Peer:
             self._write_trace(program, st)
             if self.on_result:
                 self.on_result(program, st, output)
-        else:
+        else:  # a device without stages for this switch
             with self._lock:
                 table.drop(rid)
             self._write_trace(program, st)
@@ -520,7 +533,8 @@ class Peer:
     def _write_trace(self, program: DeviceProgram, st: _Request) -> None:
         if self._trace is None:
             return
-        record = {"switch": program.switch, "device": self.device, "request_id": st.rid, "wall_start": st.wall,
+        record = {"switch": program.switch, "graph_sha256": program.sha256.hex(), "device": self.device,
+                  "request_id": st.rid, "wall_start": st.wall,
                   "compute_s": st.compute_s, "wire_s": st.wire_s, "total_s": time.monotonic() - st.created,
                   "stages": st.stages, "arrivals": {str(k): v for k, v in st.arrivals.items()},
                   "link": self.config.link.describe(), "link_mbps": self.config.link.mbps,

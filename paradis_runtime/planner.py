@@ -459,12 +459,22 @@ def profile_from_traces(bundle_dir, traces: Sequence, skip: int = 2) -> dict:
         if not any(k[0] == name for k in by_key):
             continue  # not run: the profile covers the switches the traces ran
         devices, stage_times = [], []
+        digest = sha256_file(path)
         for d, dev in enumerate(graph["devices"]):
             records = by_key.get((name, d), [])[skip:]
             if not records:
                 raise ProfileError(f"switch {name!r}: no trace records of device {d} (after skipping {skip}); "
                                    f"pass the trace of every device's process (`--trace` on `paradis peer` and "
                                    "`paradis run`) and run more requests.")
+            # Another export of the same switch (int8 against float32, other
+            # weights) has the same stage names: only the graph's digest tells.
+            # (Traces written before the digest was recorded lack it.)
+            other = sorted({r["graph_sha256"] for r in records} - {digest, None}) if any(
+                "graph_sha256" in r for r in records) else []
+            if other:
+                raise ProfileError(f"switch {name!r}: the trace of device {d} was recorded running another export "
+                                   f"(graph sha256 {other[0][:12]}..., {path} has {digest[:12]}...): profile with "
+                                   "the traces of a run of this bundle.")
             samples = {s["name"]: [] for s in dev["stages"]}
             for r in records:
                 for stage, start, end in r["stages"]:

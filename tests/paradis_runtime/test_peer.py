@@ -47,6 +47,37 @@ def test_peer_processes_match_the_reference_executor_bit_for_bit(bundles, precis
         assert np.mean(out.argmax(1) == labels) == np.mean(keras_out.argmax(1) == labels)
 
 
+@pytest.mark.parametrize("switch", ["2x0.5", "4x0.25"])
+def test_a_device_frees_the_request_before_its_last_frames_leave(bundles, switch):
+    # Those frames let the input device fuse and start request rid + in_flight
+    # at once; at in_flight == max_inflight that request found this device's
+    # table still full and evicted a live one (OVERLOADED: 4 of 3000 requests
+    # failed at --in-flight 8 over four processes).
+    from paradis_runtime.peer import Peer
+
+    root, _ = bundles
+    program = DeviceProgram(root / "float32" / switch / "fusion_graph.json", 1)
+    peer = Peer([program], PeerConfig(key=KEY))
+    live = peer._tables[program.sha256].live
+    rid, sent = 7, []
+
+    def send_to(prog, device, frame):
+        sent.append(rid in live)
+        return True
+
+    peer.send_to = send_to
+    produced = {t for stage in program.stages for t in stage.outputs}
+    with peer._lock:
+        st = peer._new_request(program, rid)
+        for stage in program.stages:  # what other devices send, zeros of its spec
+            for t in stage.inputs:
+                if t not in produced:
+                    st.tensors[t] = np.zeros(program.specs[t].shape, program.specs[t].dtype)
+    peer._advance(program, rid)
+    assert sent and sent[-1] is False, sent  # the last frame left with the slot already free
+    assert rid not in live
+
+
 # -- the handshake, from a hand-written client ---------------------------------------------------------
 
 def _read_frame(sock):

@@ -433,6 +433,18 @@ def test_a_profile_from_traces_names_what_is_missing_or_foreign(bundle, profile,
     (tmp_path / "foreign.jsonl").write_text(t1.read_text().replace(f'["{first}"', '["nope"'))
     with pytest.raises(ProfileError, match="names stage 'nope'"):
         profile_from_traces(bundle, [t0, tmp_path / "foreign.jsonl"])
+    # Same stage names, another export (int8 against float32, other weights): the graph's digest tells.
+    from paradis_runtime.fusion_graph import sha256_file
+
+    digest = sha256_file(bundle / "2x0.5" / "fusion_graph.json")
+    tagged = [json.loads(line) for line in t1.read_text().splitlines()]
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps({**r, "graph_sha256": digest}) + "\n" for r in tagged))
+    assert "2x0.5" in profile_from_traces(bundle, [t0, tmp_path / "mine.jsonl"])["switches"]
+    (tmp_path / "other.jsonl").write_text("".join(json.dumps({**r, "graph_sha256": "ab" * 32}) + "\n"
+                                                  for r in tagged))
+    with pytest.raises(ProfileError, match=r"device 1 was recorded running another export \(graph sha256 "
+                                           r"abababababab\.\.\."):
+        profile_from_traces(bundle, [t0, tmp_path / "other.jsonl"])
     (tmp_path / "junk.jsonl").write_text("not json\n")
     with pytest.raises(ProfileError, match="junk.jsonl: line 1 is not JSON"):
         profile_from_traces(bundle, [tmp_path / "junk.jsonl"])
