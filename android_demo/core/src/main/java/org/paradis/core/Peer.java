@@ -816,12 +816,20 @@ public final class Peer {
             long start = System.nanoTime();
             engines.get(program).runSignature(stage.signature, feeds, outputs);
             long end = System.nanoTime();
+            boolean done;
             synchronized (lock) {
                 for (Map.Entry<String, ByteBuffer> e : outputs.entrySet()) {
                     st.tensors.put(e.getKey(), view(e.getValue()));
                 }
                 st.next++;
                 st.computeNs += end - start;
+                // After its last stage's sends this device is done with rid, and the input device may fuse and
+                // start request rid + in_flight at once: free the slot before sending, or that request could find
+                // maxInflight still held here and evict a live one (OVERLOADED at in_flight == maxInflight).
+                done = st.next >= program.stages.size() && !program.isFusion;
+                if (done && table.live.get(rid) == st) {
+                    table.drop(rid);
+                }
             }
             for (String t : stage.outputs) {
                 byte[] frame = frames.get(t);
@@ -844,6 +852,9 @@ public final class Peer {
                     st.wireNs += t1 - t0;
                     st.bytesSent += sent;
                 }
+            }
+            if (done) {
+                return;
             }
         }
         Map<String, ByteBuffer> partials = new LinkedHashMap<String, ByteBuffer>();
