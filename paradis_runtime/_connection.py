@@ -446,6 +446,14 @@ class Connection:
         theirs = decode_hello(read(FrameType.HELLO))
         program = self.program or self.node.program_for(theirs.graph_sha256)
         if program is None or (self.dialed and theirs.graph_sha256 != program.sha256):
+            served = sorted({p.switch for p in getattr(self.node, "programs", ())})
+            if program is None and served and theirs.switch not in served:
+                # The same bundle, but this peer was started for other switches
+                # (`paradis peer --switch`): say so, not "another export".
+                raise FrameError(ErrorCode.GRAPH_MISMATCH,
+                                 f"switch {theirs.switch!r} is not served by this peer, which serves "
+                                 f"{', '.join(served)}: serve it too (`paradis peer --switch`), or run only the "
+                                 "switches every peer serves (`paradis run --switch`)")
             raise FrameError(ErrorCode.GRAPH_MISMATCH,
                              f"graph sha256 {theirs.graph_sha256.hex()[:16]}... (switch {theirs.switch!r}) is not "
                              "a graph this peer loaded: both sides need the same export of the bundle")

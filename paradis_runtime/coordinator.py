@@ -158,8 +158,8 @@ class Coordinator:
                 shown = fatal or errors
                 lines = [f"device {d} at {self.peers[d][0]}:{self.peers[d][1]}: "
                          f"{e if e is not None else 'no answer'}" for d, e in shown.items()]
-                hint = ("the peers must run `paradis peer` on the same bundle with the same session key"
-                        if fatal else f"not ready within {timeout:g} s: is `paradis peer` running there?")
+                hint = ("the peers must run `paradis peer` on the same bundle, serving this switch, with the same "
+                        "session key" if fatal else f"not ready within {timeout:g} s: is `paradis peer` running there?")
                 raise ConnectionError(f"switch {best.switch!r} cannot start: {'; '.join(lines)} ({hint}).")
             time.sleep(0.02)
         with self._lock:

@@ -78,6 +78,28 @@ def test_a_device_frees_the_request_before_its_last_frames_leave(bundles, switch
     assert rid not in live
 
 
+def test_a_peer_that_serves_fewer_switches_is_named_as_such(bundles, tmp_path):
+    # It holds the same export: "not a graph this peer loaded ... same export" sent the user looking for a wrong bundle.
+    root, _ = bundles
+    bundle = root / "float32"
+    ports = free_ports(3)
+    addresses = ",".join(f"127.0.0.1:{p}" for p in ports)
+    key = key_file(tmp_path)
+    procs = [PeerProcess(bundle, d, addresses, key, *(("--switch", "2x0.5") if d == 1 else ()),
+                         log=tmp_path / f"peer{d}.log") for d in (1, 2, 3)]
+    try:
+        for p in procs:
+            p.wait_ready()
+        with pytest.raises(ConnectionError, match=r"device 1 at .*switch '4x0.25' is not served by this peer, which "
+                                                  r"serves 2x0\.5.*paradis run --switch"):
+            connect(bundle, addresses, key=KEY, switches=["4x0.25", "2x0.5"], timeout=10)
+        with connect(bundle, addresses, key=KEY, switches=["2x0.5"]) as session:
+            assert session.switch == "2x0.5"
+    finally:
+        for p in procs:
+            p.stop()
+
+
 # -- the handshake, from a hand-written client ---------------------------------------------------------
 
 def _read_frame(sock):

@@ -282,6 +282,16 @@ final class Connection {
         Hello theirs = Frames.decodeHello(handshakeRead(FrameType.HELLO, deadline));
         DeviceProgram p = program != null ? program : node.programFor(theirs.graphSha256());
         if (p == null || (dialed && !Arrays.equals(theirs.graphSha256(), p.sha256()))) {
+            java.util.TreeSet<String> served = new java.util.TreeSet<String>();
+            for (DeviceProgram q : node.programs()) {
+                served.add(q.switchName);
+            }
+            if (p == null && !served.isEmpty() && !served.contains(theirs.switchName)) {
+                // The same bundle, but this peer serves other switches: say so, not "another export".
+                throw new FrameException(ErrorCode.GRAPH_MISMATCH, "switch '" + theirs.switchName
+                        + "' is not served by this peer, which serves " + String.join(", ", served)
+                        + ": serve it too, or run only the switches every peer serves");
+            }
             throw new FrameException(ErrorCode.GRAPH_MISMATCH, "graph sha256 "
                     + Frames.hex(theirs.graphSha256()).substring(0, 16) + "... (switch '" + theirs.switchName
                     + "') is not a graph this peer loaded: both sides need the same export of the bundle");
