@@ -139,6 +139,7 @@ class Coordinator:
         self._closed = False
         self._connected = False  # switches are reported once connect() is done
         self.switch_log: list = []  # (monotonic time, from, to, why): every move between switches
+        self._refusals: dict = {}  # (graph sha256, device) -> ErrorCode reported by _report_refusals
 
     # -- connection ------------------------------------------------------------
     def connect(self, timeout: float = 10.0) -> "Coordinator":
@@ -331,6 +332,7 @@ class Coordinator:
 
     def _on_tick(self, now: float) -> None:
         self._update_switch()
+        self._report_refusals()
         expired = []
         with self._lock:
             for rid, p in list(self._pending.items()):
@@ -345,6 +347,27 @@ class Coordinator:
             self._resolve(p, error=RequestFailed(
                 f"request {p.rid} ({p.program.switch}): no answer within {self.config.request_deadline:g} s; "
                 f"frames missing from device(s) {missing}"))
+
+
+    def _report_refusals(self) -> None:
+        """Once connected, says once per device and cause when a peer
+        refuses the handshake as misconfigured (another export, key or
+        device): a device restarted with the wrong bundle otherwise stayed
+        out of the run with nothing said here (connect() raises instead)."""
+        if not self._connected:
+            return
+        errors = dict(self.peer.dial_errors)
+        for key in [k for k in self._refusals if k not in errors]:
+            del self._refusals[key]  # it connected since (or gave up): a later refusal is news again
+        for (sha, device), e in errors.items():
+            misconfigured = isinstance(e, HandshakeRefused) and e.code in _FATAL
+            if not misconfigured or self._refusals.get((sha, device)) == e.code:
+                continue
+            self._refusals[(sha, device)] = e.code
+            switch = next((p.switch for p in self.programs if p.sha256 == sha), "?")
+            host, port = self.peers[device]
+            log.warning("device %d at %s:%d refuses switch %s: %s; the run goes on without it until that peer runs "
+                        "`paradis peer` on the same bundle with the same session key", device, host, port, switch, e)
 
 
 def connect(bundle, peers, key=None, timeout: float = 10.0, **kwargs) -> Coordinator:

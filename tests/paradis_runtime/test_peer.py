@@ -100,6 +100,43 @@ def test_a_peer_that_serves_fewer_switches_is_named_as_such(bundles, tmp_path):
             p.stop()
 
 
+def test_a_device_back_with_another_export_is_reported_once(bundles, tmp_path, caplog):
+    # It stayed out of the run with nothing said on device 0 (its refusals
+    # were only in that peer's own log).
+    import logging
+
+    root, _ = bundles
+    ports = free_ports(3)
+    addresses = ",".join(f"127.0.0.1:{p}" for p in ports)
+    key = key_file(tmp_path)
+    procs = {d: PeerProcess(root / "float32", d, addresses, key, log=tmp_path / f"peer{d}.log") for d in (1, 2, 3)}
+    x, _ = real_images(4)
+
+    def refusals():
+        return [r.getMessage() for r in caplog.records if "refuses switch 4x0.25" in r.getMessage()]
+
+    try:
+        for p in procs.values():
+            p.wait_ready()
+        with caplog.at_level(logging.WARNING, logger="paradis.run"):
+            with connect(root / "float32", addresses, key=KEY, switches=["4x0.25", "2x0.5"]) as session:
+                assert session.switch == "4x0.25"
+                procs[3].stop()
+                procs[3] = PeerProcess(root / "int8", 3, addresses, key, log=tmp_path / "peer3_int8.log")
+                procs[3].wait_ready()
+                deadline = time.monotonic() + 20
+                while not refusals() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(1.0)  # more redials, refused the same way: still one message
+                assert session.predict(x).shape[0] == 4 and session.switch == "2x0.5"
+    finally:
+        for p in procs.values():
+            p.stop()
+    said = refusals()
+    assert len(said) == 1, said
+    assert said[0].startswith(f"device 3 at 127.0.0.1:{ports[2]} refuses switch 4x0.25") and "GRAPH_MISMATCH" in said[0]
+
+
 # -- the handshake, from a hand-written client ---------------------------------------------------------
 
 def _read_frame(sock):
