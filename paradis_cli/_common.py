@@ -12,10 +12,11 @@ import argparse
 import contextlib
 import sys
 import warnings
+from pathlib import Path
 from typing import Iterator
 
 __all__ = ["CommandFailed", "UsageError", "int_at_least", "positive_int", "non_negative_int", "positive_float",
-           "non_negative_float", "traffic_ratio", "printed_warnings"]
+           "non_negative_float", "traffic_ratio", "printed_warnings", "bundle_path"]
 
 
 class UsageError(ValueError):
@@ -74,3 +75,15 @@ def printed_warnings() -> Iterator[None]:
 
         warnings.showwarning = show
         yield
+
+
+def bundle_path(text: str, flag: str = "--bundle") -> Path:
+    """A bundle folder, one switch's folder or a fusion graph file named by
+    ``flag``; UsageError (a path on the command line) when it is none of them."""
+    path = Path(text)
+    if not path.exists():
+        raise UsageError(f"{flag} {text}: no such folder.")
+    if path.is_dir() and not ((path / "manifest.json").is_file() or (path / "fusion_graph.json").is_file()):
+        raise UsageError(f"{flag} {text}: no manifest.json or fusion_graph.json there, so it is not a bundle folder; "
+                         "pass the folder that 'paradis export --out' wrote.")
+    return path

@@ -84,5 +84,11 @@ def peer_config(args):
         return PeerConfig(key=key, link=Link(args.link_mbps, args.link_latency_ms), peer_deadline=args.peer_deadline,
                           request_deadline=args.request_deadline, tls=tls)
     except ValueError as e:
+        if "peer_deadline" in str(e):  # in the flags' terms, not PeerConfig's fields
+            beat = PeerConfig.__dataclass_fields__["heartbeat_interval"].default
+            least = beat + (args.link_latency_ms or 0.0) / 1000.0
+            raise UsageError(f"--peer-deadline {args.peer_deadline:g}: must exceed the {beat:g} s heartbeat interval "
+                             f"plus --link-latency-ms, or live peers are declared dead; pass more than {least:g}.") \
+                from None
         raise UsageError(f"--session-key-file {args.session_key_file}: {e}" if "session key" in str(e)
                          else str(e)) from None

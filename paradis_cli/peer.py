@@ -10,13 +10,14 @@ SIGTERM) leaves gracefully: SHUTTING_DOWN to every connected device.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from paradis_cli._common import UsageError, positive_int
+from paradis_cli._common import UsageError, bundle_path, positive_int
 from paradis_cli._net import add_network_arguments, peer_addresses, peer_config
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -42,9 +43,7 @@ def run(args) -> None:
     from paradis_runtime import FusionGraphError, SelectionError
     from paradis_runtime.peer import parse_address, serve
 
-    bundle = Path(args.bundle)
-    if not bundle.exists():
-        raise UsageError(f"--bundle {args.bundle}: no such folder.")
+    bundle = bundle_path(args.bundle)
     config = peer_config(args)
     listen = None
     if args.listen:
@@ -65,6 +64,12 @@ def run(args) -> None:
         raise
     except ValueError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        where = args.listen or f"this device's entry in --peers ({args.peers})"
+        raise UsageError(f"--listen {where}: the port is in use (another peer, or another program, listens there); "
+                         "stop it or pass a free port.") from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

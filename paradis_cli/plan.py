@@ -75,7 +75,8 @@ def plan_text(rows: list, link, profile: dict, bundle: Path, measured_given: boo
     if measured_given:
         measured = [r for r in rows if r["measured_ms"] is not None]
         if not measured:
-            lines.append(f"measured: no entry of --measured matches this link ({bw}, {link.latency_ms:g} ms)")
+            lines.append(f"measured: no entry of --measured is both a switch of this plan and this link ({bw}, "
+                         f"{link.latency_ms:g} ms)")
         elif len(measured) > 1:
             best = min(measured, key=lambda r: r["measured_ms"])
             ranked = min(measured, key=lambda r: r["predicted_ms"])

@@ -16,7 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from paradis_cli._common import CommandFailed, UsageError, positive_float, positive_int
+from paradis_cli._common import (CommandFailed, UsageError, bundle_path, positive_float, positive_int,
+                                 printed_warnings)
 from paradis_cli._net import add_network_arguments, peer_addresses, peer_config
 
 __all__ = ["HELP", "add_arguments", "run", "load_image"]
@@ -118,11 +119,14 @@ def _ms(values) -> str:
 
 
 def run(args) -> None:
+    with printed_warnings():  # the input checks' warnings as one line each
+        _run(args)
+
+
+def _run(args) -> None:
     from paradis_runtime import Coordinator, FusionGraphError, RequestFailed, SelectionError, read_graph, resolve_graph
 
-    bundle = Path(args.bundle)
-    if not bundle.exists():
-        raise UsageError(f"--bundle {args.bundle}: no such folder.")
+    bundle = bundle_path(args.bundle)
     config = peer_config(args)
     peers = peer_addresses(args, timeout=args.connect_timeout)
     graph = read_graph(resolve_graph(bundle), check_files=False)
@@ -147,7 +151,7 @@ def run(args) -> None:
     except FusionGraphError:
         raise  # the bundle itself is wrong: a failure, not a usage error
     except ValueError as e:  # --in-flight, or too few --peers for every switch
-        raise UsageError(str(e)) from None
+        raise UsageError(f"--in-flight {args.in_flight}: {e}" if "in_flight" in str(e) else str(e)) from None
     try:
         try:
             session.connect(args.connect_timeout)

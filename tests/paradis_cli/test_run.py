@@ -221,3 +221,26 @@ def test_discovery_end_to_end(bundles, tmp_path, capsys):
         assert f"discovered: device 1 at 127.0.0.1:{port}" in out and "switch 2x0.5:" in out
     finally:
         proc.stop()
+
+
+def test_flags_are_named_in_their_own_terms(bundles, peer, tmp_path, capsys):
+    addresses, key = peer
+    (tmp_path / "empty").mkdir()
+    np.save(tmp_path / "x.npy", np.full((1, 28, 28, 1), 200, np.float32))  # 0..255, not preprocessed
+    common = ["--session-key-file", str(key), "--image", str(tmp_path / "x.npy")]
+    # A folder that is no bundle: a path on the command line, a usage error (it was 1).
+    code, err = _run(["--bundle", str(tmp_path / "empty"), "--switch", "1x1.0", *common], capsys)
+    assert code == 2 and "no manifest.json or fusion_graph.json there" in err, err
+    # The flag, not PeerConfig's field.
+    code, err = _run(["--bundle", str(bundles / "a"), "--switch", "1x1.0", "--peer-deadline", "0.4", *common], capsys)
+    assert code == 2 and "--peer-deadline 0.4: must exceed the 0.5 s heartbeat interval" in err, err
+    assert "PeerConfig" not in err
+    # The input check's warning as one line, without Python's file:line prefix.
+    code, err = _run(["--bundle", str(bundles / "a"), "--switch", "1x1.0", *common], capsys)
+    assert code == 0 and "warning: " in err and "far outside [0, 1]" in err and "UserWarning" not in err, err
+    # A peer whose port is taken names --listen.
+    proc = PeerProcess(bundles / "a", 1, addresses, key, "--listen", addresses, log=tmp_path / "busy.log")
+    assert proc.proc.wait(60) == 2
+    log = (tmp_path / "busy.log").read_text()
+    assert f"--listen {addresses}: the port is in use" in log, log
+    proc.stop()
