@@ -336,6 +336,9 @@ class _Scenes(_Task):
         # The canvas is the model's input: the preset's, or --image-size
         # (the families pool to stride 8).
         canvas = _square_side(args, info.input_shape[0], 8, "the side of a scene")
+        if args.augment:
+            print("warning: --augment is ignored: scenes are generated with random placements already "
+                  "(it augments classification and sr)", file=sys.stderr)
         if canvas < _MIN_CANVAS:
             # Four items of 10 to 28 pixels do not fit on a smaller canvas.
             raise UsageError(f"--image-size {canvas} (the side of a scene) is too small to place the scene's "

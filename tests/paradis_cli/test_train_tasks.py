@@ -90,9 +90,11 @@ def test_segmentation_reports_mean_iou_and_export_uses_the_task(tmp_path, fake_f
 
     out = tmp_path / "seg"
     code = main(["train", "--model", "fcn_scenes", "--limit", "16", "--test-limit", "8", "--image-size", "32",
-                 "--out", str(out)] + TINY)
-    assert code == 0, capsys.readouterr().err
-    assert "mIoU" in capsys.readouterr().out
+                 "--augment", "--out", str(out)] + TINY)
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "mIoU" in printed.out
+    assert "--augment is ignored: scenes are generated with random placements" in printed.err
     report, rows = _rows(out)
     assert report["task"] == "segmentation" and report["dataset"] == "fashion-scenes"
     assert report["classes"][0] == "background" and len(report["classes"]) == 11
