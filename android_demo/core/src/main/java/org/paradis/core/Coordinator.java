@@ -135,6 +135,8 @@ public final class Coordinator {
     private long nextRid = (RANDOM.nextLong() >>> 32) + 1;
     private DeviceProgram current;
     private volatile boolean connected;
+    /** "switch/device" -> the ErrorCode reportRefusals() last said for it. */
+    private final Map<String, Integer> refusals = new HashMap<String, Integer>();
     private volatile boolean closed;
     private volatile String warned;
 
@@ -274,6 +276,34 @@ public final class Coordinator {
         connected = true;
         listener.onLog("device 0: connected, switch " + currentSwitch());
         return this;
+    }
+
+    /**
+     * Once connected, says once per device and cause when a peer refuses the handshake as misconfigured (a
+     * device restarted with another export or key), which otherwise left it out of the run with nothing said
+     * here; connect() throws instead. As paradis_runtime/coordinator.py does.
+     */
+    private void reportRefusals() {
+        if (!connected) {
+            return;
+        }
+        for (DeviceProgram p : programs) {
+            for (int d : p.neighbours) {
+                String key = p.switchName + "/" + d;
+                Peer.DialError e = peer.dialError(p, d);
+                if (e == null || !isFatal(e.code)) {
+                    refusals.remove(key);  // connected since, or not a misconfiguration: news again next time
+                    continue;
+                }
+                Integer said = refusals.put(key, e.code);
+                if (said == null || said != e.code) {
+                    InetSocketAddress a = peers.get(d);
+                    listener.onLog("device " + d + " at " + a.getHostString() + ":" + a.getPort() + " refuses switch "
+                            + p.switchName + ": " + e.message + "; the run goes on without it until that peer serves "
+                            + "the same bundle with the same session key");
+                }
+            }
+        }
     }
 
     private static boolean isFatal(int code) {
@@ -551,6 +581,7 @@ public final class Coordinator {
         @Override
         public void onTick(long now) {
             updateSwitch(null);
+            reportRefusals();
             List<Pending> expired = new ArrayList<Pending>();
             synchronized (lock) {
                 for (Pending p : new ArrayList<Pending>(pending.values())) {

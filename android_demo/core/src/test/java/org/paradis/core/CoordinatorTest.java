@@ -353,4 +353,50 @@ class CoordinatorTest {
         assertEquals("2x0.5", back.switchName);
         assertEquals(64 + 16 + 64 + 8, back.bytesSent);
     }
+
+    @Test
+    void aDeviceBackWithAnotherExportIsReportedOnce() throws Exception {
+        // It stayed out of the run with nothing said on device 0 (the refusals were only in its own log).
+        List<DeviceProgram> programs = twoAndSolo();
+        Peer device1 = device1(programs.get(0).graphPath, programs.get(0).graph);
+        int port = device1.listenAddress().getPort();
+        List<String> logs = Collections.synchronizedList(new ArrayList<String>());
+        Map<Integer, InetSocketAddress> peers = new HashMap<Integer, InetSocketAddress>();
+        peers.put(1, new InetSocketAddress("127.0.0.1", port));
+        Coordinator c = new Coordinator(programs, new PeerConfig(KEY), peers, TestGraph.ENGINE, 1, new Peer.Listener() {
+            @Override
+            public void onLog(String line) {
+                logs.add(line);
+            }
+        });
+        running.add(c);
+        c.connect(10);
+        assertEquals("2x0.5", c.currentSwitch());
+        device1.stop(true);
+        // Device 1 back on its address with another export of 2x0.5 (another graph file, another digest).
+        File other = new File(tmp.toFile(), "other");
+        other.mkdirs();
+        File otherFile = TestGraph.write(other, TestGraph.document(other).put("model", "another-export"));
+        device1(otherFile, FusionGraph.read(otherFile, true), port);
+        long until = System.nanoTime() + 10_000_000_000L;
+        while (count(logs, "refuses switch 2x0.5") == 0 && System.nanoTime() < until) {
+            Thread.sleep(20);
+        }
+        Thread.sleep(1000);  // more redials, refused the same way: still one line
+        assertEquals(1, count(logs, "device 1 at 127.0.0.1:" + port + " refuses switch 2x0.5"), logs.toString());
+        assertTrue(logs.toString().contains("GRAPH_MISMATCH") || logs.toString().contains("another"), logs.toString());
+        assertEquals("1x1.0", c.currentSwitch());
+    }
+
+    static int count(List<String> lines, String text) {
+        synchronized (lines) {
+            int n = 0;
+            for (String line : lines) {
+                if (line.contains(text)) {
+                    n++;
+                }
+            }
+            return n;
+        }
+    }
 }
