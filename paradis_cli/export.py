@@ -20,7 +20,9 @@ CALIBRATION_DEFAULT = 500
 def add_arguments(e) -> None:
     e.add_argument("--checkpoint", required=True, help="a .keras file saved by 'paradis train' (model.keras)")
     e.add_argument("--switches", required=True, help="comma-separated switches of the checkpoint, e.g. 2x0.5,1x1.0")
-    e.add_argument("--int8", action="store_true", help="full-integer quantization (int8 on the wire too)")
+    e.add_argument("--int8", action="store_true",
+                   help="full-integer quantization (int8 on the wire too); not for models with attention or layer "
+                        "norm (the ViT), which export in float32")
     e.add_argument("--calibration", type=positive_int, default=CALIBRATION_DEFAULT,
                    help="int8: real training images used to calibrate (default 500)")
     e.add_argument("--dataset", default=None,
