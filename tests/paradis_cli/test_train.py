@@ -124,14 +124,20 @@ def test_ctrl_c_that_tensorflow_mangles_while_tracing_still_interrupts(tmp_path,
 
     monkeypatch.setattr(SplitModel, "train_step", train_step)
     out = tmp_path / "run"
-    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0,2x0.5", "--budget", "0.3",
-                 "--epochs", "2", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches", "1",
-                 "--out", str(out), "--verbose", "0"])
+    # SIGINT as in a terminal: pytest-xdist's workers ignore it, and a process
+    # that ignores SIGINT never sees a Ctrl-C (paradis then leaves it alone).
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0,2x0.5", "--budget",
+                     "0.3", "--epochs", "2", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches",
+                     "1", "--out", str(out), "--verbose", "0"])
+        # The handler is put back: a later Ctrl-C is Python's KeyboardInterrupt again.
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outside)
     err = capsys.readouterr().err
     assert code == 130 and "paradis train: interrupted" in err, err
     assert not out.exists()
-    # The handler is put back: a later Ctrl-C is Python's KeyboardInterrupt again.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_budget_no_switch_can_use_is_ignored_with_the_reason(tmp_path, fake_fashion_mnist, capsys):
