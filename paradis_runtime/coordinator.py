@@ -348,7 +348,6 @@ class Coordinator:
                 f"request {p.rid} ({p.program.switch}): no answer within {self.config.request_deadline:g} s; "
                 f"frames missing from device(s) {missing}"))
 
-
     def _report_refusals(self) -> None:
         """Once connected, says once per device and cause when a peer
         refuses the handshake as misconfigured (another export, key or
