@@ -137,6 +137,29 @@ def test_a_device_back_with_another_export_is_reported_once(bundles, tmp_path, c
     assert said[0].startswith(f"device 3 at 127.0.0.1:{ports[2]} refuses switch 4x0.25") and "GRAPH_MISMATCH" in said[0]
 
 
+def test_a_handshake_that_completes_while_leaving_reads_shutting_down(bundles):
+    # stop() closes the listener first, but a handshake already under way can
+    # still complete during the leave's linger: the other side must read
+    # SHUTTING_DOWN (and fall back at once), not find this device back for a moment.
+    from paradis_runtime.peer import Peer
+
+    root, _ = bundles
+    program = DeviceProgram(root / "float32" / "2x0.5" / "fusion_graph.json", 1, load=False)
+    peer = Peer([program], PeerConfig(key=KEY))  # not running: as after stop()
+    failed = []
+
+    class Completed:  # what _connection_ready reads of a Connection whose handshake just completed
+        dialed, peer, _counted = False, 0, False
+
+        def fail(self, code, message):
+            failed.append((code, message))
+
+    Completed.program = program
+    peer._connection_ready(Completed())
+    assert failed == [(ErrorCode.SHUTTING_DOWN, "device 1 is leaving")]
+    assert not peer.connected(program, 0)
+
+
 # -- the handshake, from a hand-written client ---------------------------------------------------------
 
 def _read_frame(sock):
