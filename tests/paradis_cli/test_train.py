@@ -8,6 +8,12 @@ pytest.importorskip("tensorflow")
 from paradis_cli import main
 
 
+def _tiny_train(out, *flags) -> int:
+    """``paradis train`` of a width-0.25 ResNet-8 in batches of 32, no fine-tune; ``flags`` add the rest."""
+    return main(["train", "--model", "resnet8", "--width", "0.25", "--batch-size", "32", "--finetune-epochs", "0",
+                 "--recalibrate-batches", "1", "--out", str(out), "--verbose", "0", *flags])
+
+
 def test_train_end_to_end_writes_model_and_summary(tmp_path, fake_fashion_mnist, capsys):
     out = tmp_path / "run"
     code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0,2x0.5",
@@ -128,9 +134,7 @@ def test_ctrl_c_that_tensorflow_mangles_while_tracing_still_interrupts(tmp_path,
     # that ignores SIGINT never sees a Ctrl-C (paradis then leaves it alone).
     outside = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0,2x0.5", "--budget",
-                     "0.3", "--epochs", "2", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches",
-                     "1", "--out", str(out), "--verbose", "0"])
+        code = _tiny_train(out, "--switches", "1x1.0,2x0.5", "--budget", "0.3", "--epochs", "2")
         # The handler is put back: a later Ctrl-C is Python's KeyboardInterrupt again.
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
@@ -239,9 +243,7 @@ def test_folder_errors_name_the_folder_and_leave_no_output(tmp_path, rng, capsys
 
 
 def test_image_size_with_fashion_mnist_is_ignored_with_a_warning(tmp_path, fake_fashion_mnist, capsys):
-    code = main(["train", "--model", "resnet8", "--width", "0.25", "--switches", "1x1.0", "--image-size", "14",
-                 "--epochs", "1", "--batch-size", "32", "--finetune-epochs", "0", "--recalibrate-batches", "1",
-                 "--out", str(tmp_path / "run"), "--verbose", "0"])
+    code = _tiny_train(tmp_path / "run", "--switches", "1x1.0", "--image-size", "14", "--epochs", "1")
     err = capsys.readouterr().err
     assert code == 0, err
     assert "--image-size 14 is ignored: Fashion-MNIST images are 28x28" in err, err

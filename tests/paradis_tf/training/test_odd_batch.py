@@ -22,6 +22,16 @@ def test_even_batch_keeps_an_even_prefix(n, kept):
     assert got_w is None
 
 
+def _run_with_onednn(script: str):
+    """``script`` in a fresh TensorFlow process with oneDNN on (the crash kills
+    the process, so it cannot run in the test's own); asserts it exited 0."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
+                          env={**env, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    return proc
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the crash is TensorFlow's oneDNN")
 def test_fit_with_an_odd_last_batch_completes():
     # 93 samples in batches of 64: a last batch of 29, whose 1x1 stride-2
@@ -36,10 +46,7 @@ def test_fit_with_an_odd_last_batch_completes():
         "h = m.fit(x, np.arange(93) % 3, batch_size=64, epochs=2, verbose=0)\n"
         "print('loss', h.history['loss'][-1])\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
-                          env={**env, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    proc = _run_with_onednn(script)
     assert np.isfinite(float(proc.stdout.split()[-1]))
 
 
@@ -61,8 +68,5 @@ def test_strided_1x1_gradient_at_larger_inputs_completes_on_even_batches():
         "    grad = tape.gradient(loss, layer.kernel)\n"
         "print('gradient', float(tf.reduce_sum(tf.abs(grad))))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
-                          env={**env, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    proc = _run_with_onednn(script)
     assert float(proc.stdout.split()[-1]) > 0
