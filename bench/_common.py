@@ -275,17 +275,72 @@ def cached_run(bench, key, fn, cached_only=False):
             return json.load(f)
     if cached_only:
         return None
-    t0 = time.time()
-    record = fn()
-    backend, device = backend_and_device()
-    record = {"result": record, "seconds": round(time.time() - t0, 1),
-              "date": time.strftime("%Y-%m-%d", time.gmtime()), "backend": f"{backend} on {device}"}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
+    if not _claim(path):
+        print(f"[{key}] being run by another process (pid {_claimant(path)}): skipped here", flush=True)
+        return None
+    try:
+        t0 = time.time()
+        record = fn()
+        backend, device = backend_and_device()
+        record = {"result": record, "seconds": round(time.time() - t0, 1),
+                  "date": time.strftime("%Y-%m-%d", time.gmtime()), "backend": f"{backend} on {device}"}
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+    finally:
+        os.remove(path + ".claim")
     return record
+
+
+def _claimant(path):
+    """The pid in ``path``'s claim file, or None (no file, or unreadable)."""
+    try:
+        with open(path + ".claim") as f:
+            return int(f.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(path):
+    """Claims the run recorded at ``path`` for this process: True, or False
+    when a live process already runs it. Two processes of one benchmark (its
+    --workers, or two commands started by hand) then split the runs instead of
+    doing each twice. A claim left by a dead process (killed, machine
+    restarted) is taken over."""
+    claim = path + ".claim"
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = _claimant(path)
+            if pid is None:
+                # Just created by another process that has not yet written its
+                # pid: a live claim.
+                time.sleep(0.2)
+                pid = _claimant(path)
+            if pid is not None and (pid == os.getpid() or _alive(pid)):
+                return False
+            try:
+                os.remove(claim)  # stale: its process is gone
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
 
 
 def record_path(bench, key):
@@ -355,10 +410,20 @@ def parse_setting(parser, presets, script, regimes="narrow,full"):
     parser.add_argument("--regimes", default=regimes)
     parser.add_argument("--cached-only", action="store_true",
                         help="report the runs already stored in bench/records; start none")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="training processes, each pinned to one CPU core, that share the runs "
+                             "(small models train faster as one process per core than as one process "
+                             "on all cores); the results are written when all are done")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for key in SETTING_KEYS:
         parser.add_argument("--" + key.replace("_", "-"), type={"seeds": str, "lr": float}.get(key, int), default=None,
                             help="N, or per regime: narrow=3,full=1" if key == "seeds" else None)
     args = parser.parse_args()
+    if args.workers < 1:
+        raise SystemExit(f"--workers: expected at least 1, received {args.workers}")
+    if args.workers > 1 and not args.cached_only:
+        _fan_out(args.workers)
+        args.cached_only = True  # every run is stored now: this process only writes the results
     setting = dict(presets[args.preset])
     for key in SETTING_KEYS:
         if getattr(args, key) is not None:
@@ -373,6 +438,33 @@ def parse_setting(parser, presets, script, regimes="narrow,full"):
     tag = (f"{RECIPE}-{args.preset}-{setting['train_limit']}-{setting['epochs']}-{setting['batch_size']}"
            f"-{setting['lr']:g}")
     return args, setting, tag
+
+
+def _fan_out(workers):
+    """Runs this benchmark's command as ``workers`` child processes (each
+    with ``--worker``, pinned to one core; they split the runs through the
+    records' claims) and waits for all. Exits if one fails."""
+    import subprocess
+
+    cores = sorted(os.sched_getaffinity(0))
+    argv, rest = [sys.executable, sys.argv[0]], iter(sys.argv[1:])
+    for arg in rest:  # the same command without --workers N / --workers=N
+        if arg == "--workers":
+            next(rest, None)
+        elif not arg.startswith("--workers="):
+            argv.append(arg)
+    print(f"{workers} workers on cores {[cores[i % len(cores)] for i in range(workers)]}", flush=True)
+    children = []
+    for i in range(workers):
+        core = cores[i % len(cores)]
+        children.append(subprocess.Popen(argv + ["--worker"],
+                                         preexec_fn=lambda core=core: os.sched_setaffinity(0, {core})))
+        time.sleep(1)  # staggered, so the first claims do not race
+    codes = [child.wait() for child in children]
+    failed = [c for c in codes if c != 0]
+    if failed:
+        raise SystemExit(f"--workers: {len(failed)} of {workers} workers failed (exit {failed[0]}); "
+                         "the runs they finished are stored, run the same command again to resume")
 
 
 def describe(setting):

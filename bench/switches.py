@@ -222,6 +222,8 @@ def main():
             result[regime]["shut_2x0.5_minus_1x0.7"] = C.paired_difference(
                 [shared["shut"][s]["2x0.5"]["top1"] for s in seeds],
                 [shared["learned"][s]["1x0.7"]["top1"] for s in seeds])
+    if args.worker:
+        return  # one of --workers: the parent writes the results
     result = {regime: rows for regime, rows in result.items() if rows}  # --cached-only: regimes not run yet
     if args.merge:
         stored = C.stored_results("switches.json", setting)

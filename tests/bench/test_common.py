@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -88,6 +89,71 @@ def test_a_run_is_recorded_once_and_reused(common, tmp_path, monkeypatch):
     # cached_only never starts a run that is not stored.
     assert common.cached_run("bench_x", "r3-cpu/narrow_unsplit_1", run, cached_only=True) is None
     assert calls == [1]
+
+
+def test_a_run_claimed_by_a_live_process_is_left_to_it(common, tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RECORDS", str(tmp_path / "records"))
+    path = common.record_path("bench_x", "r3-cpu/narrow_unsplit_0")
+    os.makedirs(os.path.dirname(path))
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        with open(path + ".claim", "w") as f:
+            f.write(str(other.pid))
+        assert common.cached_run("bench_x", "r3-cpu/narrow_unsplit_0", lambda: pytest.fail("ran twice")) is None
+        assert open(path + ".claim").read() == str(other.pid) and not os.path.exists(path)
+    finally:
+        other.kill()
+        other.wait()
+    # The claimant is gone (killed, or the machine restarted): the run is taken over.
+    record = common.cached_run("bench_x", "r3-cpu/narrow_unsplit_0", lambda: {"top1": 0.5})
+    assert record["result"] == {"top1": 0.5} and not os.path.exists(path + ".claim")
+
+
+def test_a_failed_run_leaves_no_claim_and_no_record(common, tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RECORDS", str(tmp_path / "records"))
+
+    def run():
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        common.cached_run("bench_x", "r3-cpu/narrow_unsplit_0", run)
+    assert os.listdir(tmp_path / "records" / "bench_x" / "r3-cpu") == []
+
+
+_WORKER_BENCH = """
+import argparse, json, os, sys, time
+sys.path.insert(0, {bench!r})
+import _common as C
+C.RECORDS = {records!r}
+args, setting, tag = C.parse_setting(argparse.ArgumentParser(), {{"cpu": {setting!r}}}, "x.py", regimes="narrow")
+def run():
+    time.sleep(1.5)
+    return {{"pid": os.getpid(), "cores": sorted(os.sched_getaffinity(0))}}
+records = [C.cached_run("x", f"{{tag}}/narrow_{{seed}}", run, cached_only=args.cached_only) for seed in range(4)]
+if not args.worker:
+    print(json.dumps([r and r["result"] for r in records]))
+"""
+
+
+def test_workers_split_the_runs_one_core_each_and_the_parent_reports_all(tmp_path):
+    setting = {"train_limit": 10, "test_limit": 10, "epochs": 1, "seeds": 1, "batch_size": 1, "lr": 0.1}
+    script = tmp_path / "x.py"
+    script.write_text(_WORKER_BENCH.format(bench=os.path.dirname(_PATH), records=str(tmp_path / "records"),
+                                           setting=setting))
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    out = subprocess.run([sys.executable, str(script), "--workers", "2"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(results), results  # the parent read every run the workers stored
+    pids = {r["pid"] for r in results}
+    assert len(pids) == 2, results  # both workers ran some
+    assert all(len(r["cores"]) == 1 for r in results), results
+    if len(os.sched_getaffinity(0)) > 1:
+        assert len({r["cores"][0] for r in results}) == 2, results
+    assert not [f for _, _, files in os.walk(tmp_path / "records") for f in files if not f.endswith(".json")]
+    bad = subprocess.run([sys.executable, str(script), "--workers", "0"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "--workers: expected at least 1, received 0" in bad.stderr
 
 
 def test_run_records_are_committed_not_ignored(common):
