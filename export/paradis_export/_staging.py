@@ -5,6 +5,12 @@
     # out now holds tmp's content; on any exception, Ctrl-C or SIGTERM,
     # tmp is removed and out is untouched.
 
+Both signals are also recorded, because the code they interrupt may be a
+Python callback inside TensorFlow's C++ (the converter), which can swallow the
+exception or hand back another one: a recorded signal still stops the export
+before anything is replaced (an exception after Ctrl-C leaves as
+KeyboardInterrupt, the original as its cause).
+
 The staging folder is ``.NAME.partial-PID-RANDOM`` beside ``out``, created with
 the mode the umask gives (not ``tempfile.mkdtemp``'s 0700, which made the
 bundle unreadable to a runtime or web server running as another user).
@@ -98,20 +104,51 @@ def _sigterm_unwinds() -> Iterator[list]:
 
 
 @contextlib.contextmanager
+def _sigint_recorded() -> Iterator[list]:
+    """SIGINT goes to the handler that was there (Python's: KeyboardInterrupt)
+    and is recorded. Only in the main thread, and only when that handler is a
+    Python function (not when SIGINT is ignored or left to the OS)."""
+    received: list = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield received
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def staged(out: Path, overwrite: bool) -> Iterator[Path]:
     out = Path(os.path.abspath(out))  # "runs/b/.." or "b/." has no usable name to stage beside
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_partials(out):
         shutil.rmtree(stale, ignore_errors=True)
     try:
-        with _sigterm_unwinds() as received:
+        with _sigterm_unwinds() as received, _sigint_recorded() as interrupted:
             tmp = _make_dir(out.parent, f".{out.name}.partial-")
             try:
-                yield tmp
+                try:
+                    yield tmp
+                except (KeyboardInterrupt, _Terminated):
+                    raise
+                except BaseException as e:
+                    if interrupted:  # Ctrl-C came back as another exception
+                        raise KeyboardInterrupt from e
+                    raise
+                # A handler's exception swallowed by code it interrupted (a
+                # Python callback inside TensorFlow's C++): stop here.
                 if received:
-                    # The handler's exception was swallowed by code it interrupted
-                    # (a Python callback inside TensorFlow's C++): stop here.
                     raise _Terminated()
+                if interrupted:
+                    raise KeyboardInterrupt
                 if out.exists():
                     if not overwrite:
                         raise FileExistsError(f"out: {out} appeared while exporting; nothing was replaced.")

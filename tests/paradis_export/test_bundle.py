@@ -85,3 +85,34 @@ def test_sigterm_during_an_export_leaves_nothing(model, tmp_path):
     assert staging, "".join(lines)  # the test did catch the export mid-flight
     assert proc.returncode == -signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+@pytest.mark.parametrize("mangle", ["swallowed", "system-error"])
+def test_a_ctrl_c_the_converter_mangles_still_stops_the_export(model, tmp_path, monkeypatch, mangle):
+    """A SIGINT inside TensorFlow's converter can have its KeyboardInterrupt
+    swallowed (the export finished and replaced nothing less than the whole
+    bundle, exit 0) or turned into another exception; either way the export
+    must stop as interrupted and leave nothing."""
+    import paradis_export.bundle as bundle
+
+    real = bundle.export_switch
+
+    def export_switch(*args, **kwargs):
+        graph = real(*args, **kwargs)
+        try:
+            signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, as the converter's callbacks see it
+        except KeyboardInterrupt:
+            if mangle == "system-error":
+                raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+        return graph
+
+    monkeypatch.setattr(bundle, "export_switch", export_switch)
+    # pytest-xdist's workers ignore SIGINT; a user's shell does not.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export_bundle(model, "2x0.5", tmp_path / "b", progress=None)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert list(tmp_path.iterdir()) == []
