@@ -322,7 +322,7 @@ def _claim(path):
     claim = path + ".claim"
     for _ in range(2):
         try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             pid = _claimant(path)
             if pid is None:
@@ -412,8 +412,8 @@ def parse_setting(parser, presets, script, regimes="narrow,full"):
                         help="report the runs already stored in bench/records; start none")
     parser.add_argument("--workers", type=int, default=1,
                         help="training processes, each pinned to one CPU core, that share the runs "
-                             "(small models train faster as one process per core than as one process "
-                             "on all cores); the results are written when all are done")
+                             "(a small model's run does not use many cores well); the results are written "
+                             "when all are done")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for key in SETTING_KEYS:
         parser.add_argument("--" + key.replace("_", "-"), type={"seeds": str, "lr": float}.get(key, int), default=None,
