@@ -208,6 +208,18 @@ def seeds_for_half_width(diffs, target: float):
     return n
 
 
+def randomize_gate_logits(model, seed, trainable):
+    """Every gate logit of ``model`` drawn from N(0, 1) with ``seed`` (the
+    random-gate variants' draw: the same for every variant of one seed).
+    ``trainable=False`` leaves them out of the optimizer; call it before
+    ``compile`` builds the optimizer."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        for var in getattr(layer, "_gate_logits", {}).values():
+            var.assign(rng.normal(size=var.shape).astype("float32"))
+            var.trainable = trainable
+
+
 def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, finalize=False,
                        finetune_epochs=0, anneal_fraction=DEFAULT_ANNEAL_FRACTION, pin_random_budget=None,
                        random_ranking=False,
@@ -229,12 +241,7 @@ def train_and_evaluate(model, data, epochs, batch_size, lr, seed, budget=None, f
     anneal_end = max(1, int(anneal_fraction * len(train) * (epochs - finetune_epochs)))
     jit = "auto" if keras.backend.backend() != "tensorflow" else True
     if pin_random_budget is not None or random_ranking:
-        rng = np.random.default_rng(seed)
-        for layer in model._flatten_layers():
-            for var in getattr(layer, "_gate_logits", {}).values():
-                var.assign(rng.normal(size=var.shape).astype("float32"))
-                # Left out of the optimizer (set before compile builds it).
-                var.trainable = not random_ranking
+        randomize_gate_logits(model, seed, trainable=not random_ranking)
     extra = {} if gate_ranking is None else {"gate_ranking": gate_ranking}
     if sandwich is not None:
         extra["sandwich"] = sandwich

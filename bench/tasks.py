@@ -194,11 +194,7 @@ def train(model, data, setting, seed, variant, augment, xla=True):
     budget = None
     if variant.startswith("random_"):
         # Random logits, never trained, pinned at the budget by finalize_gates below.
-        rng = np.random.default_rng(seed)
-        for layer in model._flatten_layers():
-            for var in getattr(layer, "_gate_logits", {}).values():
-                var.assign(rng.normal(size=var.shape).astype("float32"))
-                var.trainable = False  # out of the optimizer: set before compile builds it
+        C.randomize_gate_logits(model, seed, trainable=False)
     elif variant.startswith("disco_"):
         budget = float(variant.split("_")[1])
     extra = {}

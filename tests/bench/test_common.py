@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 _PATH = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "_common.py")
@@ -185,3 +186,23 @@ def test_seeds_for_half_width_needs_a_spread(common):
     assert common.seeds_for_half_width([0.01], 0.003) is None
     with pytest.raises(ValueError, match="target must be > 0, received 0"):
         common.seeds_for_half_width([0.01, 0.02], 0)
+
+
+def test_random_gate_logits_are_one_draw_per_seed(common):
+    # Every random-gate variant of one seed (accuracy_comm, tasks) must draw the same logits.
+    import keras
+    from paradis_tf.models import CifarResNet
+
+    def logits(seed, trainable):
+        keras.utils.set_random_seed(123)
+        model = CifarResNet(depth=8, width=0.25, num_classes=10, input_shape=(8, 8, 1), switches="2x0.5",
+                            gates="learned")
+        common.randomize_gate_logits(model, seed, trainable)
+        variables = [v for layer in model._flatten_layers() for v in getattr(layer, "_gate_logits", {}).values()]
+        assert variables and all(v.trainable is trainable for v in variables)
+        return np.concatenate([np.ravel(keras.ops.convert_to_numpy(v)) for v in variables])
+
+    first = logits(0, False)
+    assert np.array_equal(first, logits(0, True))
+    assert not np.allclose(first, logits(1, False))
+    assert abs(float(np.std(first)) - 1.0) < 0.5  # N(0, 1), not the layers' initial logits
