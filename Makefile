@@ -77,6 +77,11 @@ BENCH_PRESET ?= cpu
 # the previous one and the baselines; 5 paired seeds each.
 ACCURACY_NARROW ?= --regimes narrow --seeds 5
 ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.2,disco_0.2,disco_0.2_late
+# The instrument (preset cpu_long: 12 epochs, Adam 1e-3; trained with
+# KERAS_BACKEND=jax, as its records were): the seeds recorded so far of the
+# contrasts the targets read (a larger --seeds trains more, about 13 minutes
+# per seed on this CPU with --workers 2).
+ACCURACY_LONG ?= --regimes narrow --seeds 12 --variants unsplit,independent,random_0.2,disco_0.2
 # bench/switches.py: the seeds recorded so far of its paired 12-epoch setting
 # (bench/records/switches, trained with KERAS_BACKEND=jax: a seed's pairs
 # need one backend, so the script runs on JAX here); a larger --seeds trains
@@ -94,6 +99,7 @@ bench: install system-packages web-deps
 	$(PY) bench/throughput.py
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_NARROW)
 	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_MID) --merge
+	KERAS_BACKEND=jax $(PY) bench/accuracy_comm.py --preset cpu_long $(ACCURACY_LONG)
 	KERAS_BACKEND=jax $(PY) bench/switches.py --preset $(BENCH_PRESET) $(SWITCHES)
 	$(PY) bench/tasks.py --preset $(BENCH_PRESET) $(TASKS)
 	$(PY) bench/export.py

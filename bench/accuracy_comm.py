@@ -56,7 +56,7 @@ row of the stored results file (refused unless that file was measured in the
 same setting, recipes and backend).
 
 Writes docs/results/accuracy_comm.json, .md and .png (preset cpu_long:
-accuracy_comm_cpu_long.*).
+docs/results/accuracy_comm_cpu_long.json, .md and .png).
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ PRESETS = {
     "gpu": {"train_limit": None, "test_limit": None, "epochs": 12, "seeds": 5, "batch_size": 128, "lr": 1e-3},
     "cpu": {"train_limit": 20000, "test_limit": None, "epochs": 4, "seeds": 6, "batch_size": 128, "lr": 1e-2},
     # The instrument on this CPU (issue 14, item 1): 3x the epochs at a tenth
-    # of the rate. Unsplit and independent branches differ by 4.4x the paired
-    # half-width here (1.9x at preset cpu), so the seeds go to the contrasts
-    # the targets read: run it with --variants unsplit,independent,random_0.2,
+    # of the rate. At 5 seeds unsplit and independent branches differ by 5.2
+    # pt, 4.4x the paired half-width (preset cpu: 2.4 pt, 1.9x), so the seeds
+    # go to the contrasts the targets read: run it with --variants unsplit,independent,random_0.2,
     # disco_0.2 and --workers 2. Its results go to their own files
     # (accuracy_comm_cpu_long.*), beside preset cpu's ranking sweep.
     "cpu_long": {"train_limit": 20000, "test_limit": None, "epochs": 12, "seeds": 20, "batch_size": 128,
