@@ -47,7 +47,7 @@ machine in which every ranking was tried (4 epochs, Adam 0.01);
 instrument that separates unsplit from independent branches by more than 3x
 the paired half-width, run on the contrasts the targets read. ``--workers N``
 trains N runs at once, one per core: on this 2-core machine two single-core
-runs took 380-440 s where one run on both cores took about 200 s (the same
+runs took 370-440 s where one run on both cores took about 200 s (the same
 throughput, within 5 %); on a machine with more cores it is the way to use
 them. Per-run records are kept in bench/records (committed), so an
 interrupted benchmark resumes, also in a later session on a fresh machine.

@@ -122,13 +122,27 @@ def test_a_failed_run_leaves_no_claim_and_no_record(common, tmp_path, monkeypatc
 
 
 _WORKER_BENCH = """
-import argparse, json, os, sys, time
+import argparse, glob, json, os, sys, time
 sys.path.insert(0, {bench!r})
 import _common as C
 C.RECORDS = {records!r}
 args, setting, tag = C.parse_setting(argparse.ArgumentParser(), {{"cpu": {setting!r}}}, "x.py", regimes="narrow")
+def other_worker_seen():
+    # A claim or a record of another process: the other worker has taken a run.
+    me = str(os.getpid())
+    for f in glob.glob(os.path.join(C.RECORDS, "**", "*.claim"), recursive=True):
+        if open(f).read().strip() != me:
+            return True
+    for f in glob.glob(os.path.join(C.RECORDS, "**", "*.json"), recursive=True):
+        if str(json.load(open(f))["result"]["pid"]) != me:
+            return True
+    return False
 def run():
-    time.sleep(1.5)
+    # Held until the other worker has taken a run too (or 120 s), so the
+    # split does not depend on how fast each worker starts.
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not other_worker_seen():
+        time.sleep(0.05)
     return {{"pid": os.getpid(), "cores": sorted(os.sched_getaffinity(0))}}
 records = [C.cached_run("x", f"{{tag}}/narrow_{{seed}}", run, cached_only=args.cached_only) for seed in range(4)]
 if not args.worker:
