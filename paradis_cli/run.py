@@ -37,7 +37,8 @@ def add_arguments(p) -> None:
                    help="inferences on the wire at once, 1 to 8 (a peer holds 8 live requests; default 1: one at "
                         "a time, clean latencies)")
     p.add_argument("--connect-timeout", type=positive_float, default=10.0,
-                   help="seconds to wait for the peers at start (default 10)")
+                   help="seconds to wait for the best switch's peers at start (default 10); then the run starts "
+                        "on the best switch whose devices all answered, and moves up when the others do")
     add_network_arguments(p)
     p.add_argument("--report", default=None,
                    help="write the summary as JSON (a list of rows, one per switch used)")

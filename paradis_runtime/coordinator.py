@@ -143,8 +143,13 @@ class Coordinator:
 
     # -- connection ------------------------------------------------------------
     def connect(self, timeout: float = 10.0) -> "Coordinator":
-        """Dials every peer and waits until the best switch the peer list can
-        staff is ready; raises ConnectionError naming each missing peer."""
+        """Dials every peer and waits up to ``timeout`` s until the best switch
+        the peer list can staff is ready. If it is not by then, starts on the
+        best switch whose devices all answered (a warning names the missing
+        ones; new requests move up when they answer, as after a fallback).
+        Raises ConnectionError naming each missing peer when no switch is
+        ready, and at once when a peer refuses the handshake as misconfigured
+        (another export, another key)."""
         self.peer.start()
         best = self.programs[0]
         deadline = time.monotonic() + timeout
@@ -154,14 +159,25 @@ class Coordinator:
                 break
             errors = {d: self.peer.dial_errors.get((best.sha256, d)) for d in missing}
             fatal = {d: e for d, e in errors.items() if isinstance(e, HandshakeRefused) and e.code in _FATAL}
-            if fatal or time.monotonic() > deadline:
-                self.close()
+            late = not fatal and time.monotonic() > deadline
+            if fatal or late:
                 shown = fatal or errors
-                lines = [f"device {d} at {self.peers[d][0]}:{self.peers[d][1]}: "
-                         f"{e if e is not None else 'no answer'}" for d, e in shown.items()]
+                lines = "; ".join(f"device {d} at {self.peers[d][0]}:{self.peers[d][1]}: "
+                                  f"{e if e is not None else 'no answer'}" for d, e in shown.items())
+                # A device down at start is what ParaDiS serves: the run goes
+                # on the devices there, as it would after losing one mid-run.
+                # A misconfigured one is not: the user must fix it.
+                ready = self._available() if late else None
+                if ready is not None:
+                    log.warning("switch %r not ready within %g s (%s); starting on switch %r, the best one whose "
+                                "devices all answered; new requests move up when the missing devices answer",
+                                best.switch, timeout, lines, ready.switch)
+                    break
+                self.close()
                 hint = ("the peers must run `paradis peer` on the same bundle, serving this switch, with the same "
-                        "session key" if fatal else f"not ready within {timeout:g} s: is `paradis peer` running there?")
-                raise ConnectionError(f"switch {best.switch!r} cannot start: {'; '.join(lines)} ({hint}).")
+                        "session key" if fatal else f"not ready within {timeout:g} s, and no other switch allowed "
+                        "is either: is `paradis peer` running there?")
+                raise ConnectionError(f"switch {best.switch!r} cannot start: {lines} ({hint}).")
             time.sleep(0.02)
         with self._lock:
             self._current = self._available()

@@ -230,6 +230,26 @@ def test_java_device0_names_the_missing_device_when_no_peer_answers(classes, bun
     assert time.monotonic() - t0 < 30
 
 
+def test_java_device0_starts_on_the_switch_that_is_there_when_a_device_is_down(classes, bundles, tmp_path):
+    """Devices 1 and 2 listed, only device 1 running: after --connect-timeout the Java coordinator starts on
+    2x0.5 (as paradis_runtime's does) instead of failing, and its outputs are 2x0.5's."""
+    bundle = bundles / "float32"
+    ports = free_ports(2)
+    addresses = f"127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
+    key = key_file(tmp_path)
+    x, _ = real_images(2, seed=5)
+    peer = PeerProcess(bundle, 1, addresses, key, log=tmp_path / "peer1.log")
+    try:
+        peer.wait_ready()
+        code, log, out = run_java_device0(classes, bundle, addresses, key, x, tmp_path, "--connect-timeout", "1")
+    finally:
+        peer.stop()
+    assert code == 0, log[-3000:]
+    assert f"switch '0.5+0.3+0.2' not ready within 1.0 s (device 2 at 127.0.0.1:{ports[1]}: " in log, log[-3000:]
+    assert "starting on switch '2x0.5'" in log and "device 0 connected: switch 2x0.5" in log, log[-3000:]
+    assert out is not None and np.array_equal(out, ReferenceExecutor(bundle, switch="2x0.5").predict(x)), log[-3000:]
+
+
 def test_java_peer_refuses_a_tampered_device_file_with_a_clear_message(classes, bundles, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(bundles / "float32", bundle)

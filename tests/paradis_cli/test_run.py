@@ -100,12 +100,35 @@ def _run(args, capsys):
 
 
 def test_unreachable_peer(bundles, tmp_path, capsys):
+    # Only 2x0.5 allowed: no switch can start, and the missing device is named.
     port = free_ports(1)[0]
     np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.float32))
     code, err = _run(["--bundle", str(bundles / "a"), "--peers", f"127.0.0.1:{port}", "--session-key-file",
-                      str(key_file(tmp_path)), "--image", str(tmp_path / "x.npy"), "--connect-timeout", "1"], capsys)
+                      str(key_file(tmp_path)), "--image", str(tmp_path / "x.npy"), "--connect-timeout", "1",
+                      "--switch", "2x0.5"], capsys)
     assert code == 1
     assert f"device 1 at 127.0.0.1:{port}" in err and "not ready within 1 s" in err
+
+
+def test_a_device_down_at_start_runs_on_the_switch_that_is_there(bundles, tmp_path, capsys, caplog):
+    # Every switch allowed: 2x0.5 is not ready in time, so the run goes on 1x1.0 (device 0 alone), says so,
+    # and its output is 1x1.0's.
+    port = free_ports(1)[0]
+    x = _test_images(1)[0].astype("float32") / 255
+    np.save(tmp_path / "x.npy", x)
+    code = main(["run", "--bundle", str(bundles / "a"), "--peers", f"127.0.0.1:{port}", "--session-key-file",
+                 str(key_file(tmp_path)), "--image", str(tmp_path / "x.npy"), "--connect-timeout", "1",
+                 "--report", str(tmp_path / "report.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    said = caplog.text  # the CLI logs warnings to stderr; under pytest the log goes to caplog
+    assert f"switch '2x0.5' not ready within 1 s (device 1 at 127.0.0.1:{port}: " in said, said
+    assert "Connection refused); starting on switch '1x1.0'" in said, said
+    assert "connected: switch 1x1.0" in out, out
+    want = ReferenceExecutor(bundles / "a", switch="1x1.0").run(x)[0]
+    assert f"class {int(np.argmax(want))}" in out and "switch 1x1.0:" in out, out
+    rows = json.loads((tmp_path / "report.json").read_text())
+    assert [r["switch"] for r in rows] == ["1x1.0"], rows
 
 
 def test_a_peer_with_another_export_or_key_is_named(bundles, peer, tmp_path, capsys):

@@ -339,6 +339,42 @@ def test_a_killed_peer_moves_the_stream_to_the_fallback_and_back(bundles, tmp_pa
             assert session.run(x[0], timeout=10).switch == "0.5+0.3+0.2"
 
 
+def test_a_device_down_at_start_starts_on_the_fallback_and_moves_up_when_it_comes(bundles, tmp_path, caplog):
+    # Devices 1 and 2 are listed, only device 1 runs: after the connect timeout the coordinator starts on
+    # 2x0.5 (what is there) instead of failing, and moves to 0.5+0.3+0.2 once device 2 answers.
+    root, _ = bundles
+    bundle = root / "float32"
+    x, _ = real_images(2)
+    ports = free_ports(2)
+    addresses = f"127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
+    key = key_file(tmp_path)
+    procs = [PeerProcess(bundle, 1, addresses, key, log=tmp_path / "peer1.log")]
+    try:
+        procs[0].wait_ready()
+        with connect(bundle, addresses, key=KEY, timeout=1) as session:
+            assert session.switch == "2x0.5"
+            assert (f"switch '0.5+0.3+0.2' not ready within 1 s (device 2 at 127.0.0.1:{ports[1]}: "
+                    in caplog.text), caplog.text
+            assert "starting on switch '2x0.5'" in caplog.text, caplog.text
+            r = session.run(x[0], timeout=10)
+            assert r.switch == "2x0.5"
+            assert np.array_equal(r.output, ReferenceExecutor(bundle, switch="2x0.5").run(x[:1])[0])
+
+            procs.append(PeerProcess(bundle, 2, addresses, key, log=tmp_path / "peer2.log"))
+            procs[1].wait_ready()
+            deadline = time.monotonic() + 15
+            while session.switch != "0.5+0.3+0.2" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            r = session.run(x[1], timeout=10)
+            assert r.switch == "0.5+0.3+0.2"
+            assert np.array_equal(r.output, ReferenceExecutor(bundle, switch="0.5+0.3+0.2").run(x[1:2])[0])
+            assert [(a, b, why) for _, a, b, why in session.switch_log] == [
+                ("2x0.5", "0.5+0.3+0.2", "a better switch is ready")], session.switch_log
+    finally:
+        for p in procs:
+            p.stop()
+
+
 def drop_the_link_between_devices_1_and_2(bundle, folder, device1=PeerProcess):
     """Devices 1 (``device1``: a PeerProcess class) and 2 of 0.5+0.3+0.2, device
     1 reaching device 2 through a Relay; the relay drops their link and stays

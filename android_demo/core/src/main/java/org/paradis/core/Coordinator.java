@@ -231,8 +231,11 @@ public final class Coordinator {
     // -- connection ---------------------------------------------------------------------------------------
 
     /**
-     * Opens the engines, dials every peer and waits until the best switch is ready; throws ConnectException
-     * naming each missing device (at once for a refused handshake: wrong key, other bundle).
+     * Opens the engines, dials every peer and waits up to {@code timeoutS} until the best switch is ready. If
+     * it is not by then, starts on the best switch whose devices all answered (logging the missing ones; new
+     * requests move up when they answer). Throws ConnectException naming each missing device when no switch
+     * is ready, and at once for a refused handshake (wrong key, other bundle). As
+     * paradis_runtime/coordinator.py does.
      */
     public Coordinator connect(double timeoutS) throws Exception {
         peer.start();
@@ -260,11 +263,26 @@ public final class Coordinator {
                     fatal.add(line);
                 }
             }
-            if (!fatal.isEmpty() || System.nanoTime() > deadline) {
+            boolean late = fatal.isEmpty() && System.nanoTime() > deadline;
+            if (!fatal.isEmpty() || late) {
+                // A device down at start is what ParaDiS serves: the run goes on the devices there, as after
+                // losing one mid-run. A misconfigured one is not: the user must fix it.
+                DeviceProgram ready = null;
+                if (late) {
+                    synchronized (lock) {
+                        ready = available();
+                    }
+                }
+                if (ready != null) {
+                    listener.onLog("device 0: warning: switch '" + best.switchName + "' not ready within " + timeoutS
+                            + " s (" + join(all) + "); starting on switch '" + ready.switchName + "', the best one "
+                            + "whose devices all answered; new requests move up when the missing devices answer");
+                    break;
+                }
                 close();
                 String hint = !fatal.isEmpty() ? "the peers must serve the same bundle with the same session key"
-                        : "not ready within " + timeoutS + " s: is `paradis peer` (or the app as that device) "
-                        + "running there?";
+                        : "not ready within " + timeoutS + " s, and no other switch allowed is either: is "
+                        + "`paradis peer` (or the app as that device) running there?";
                 throw new ConnectException("switch '" + best.switchName + "' cannot start: "
                         + join(fatal.isEmpty() ? all : fatal) + " (" + hint + ").");
             }
