@@ -180,7 +180,9 @@ def summarize(records):
                 "flops_per_device_ratio": first["flops_per_device_ratio"],
                 "params_per_device_ratio": first["params_per_device_ratio"],
             }
-        out[regime] = {"variants": rows}
+        out[regime] = {"variants": rows, "wall_time": C.wall_by_cores(
+            [(run["seconds"], run.get("cores")) for runs in variants.values() for run in runs.values()
+             if run.get("seconds") is not None])}
     return with_paired(out)
 
 
@@ -319,6 +321,9 @@ def markdown(summary, setting, verdict):
                       f"At the per-seed spread measured, a 0.3 pt half-width needs "
                       f"{inst.get('gap_seeds_for_0.3pt')} seeds for that gap and "
                       f"{inst.get('max_seeds_for_0.3pt')} for the widest contrast."]
+        if regime.get("wall_time"):
+            lines += ["", f"Wall time per run on this machine, by the cores a run could use: {regime['wall_time']}. "
+                      "The s/run column averages a variant's runs whatever their cores."]
         lines.append("")
     lines += ["## Targets", "", "| target | wanted | met |", "|---|---|---|"]
     for key, wanted in TARGETS.items():
@@ -391,7 +396,8 @@ def main():
                                    cached_only=args.cached_only)
                 if rec is None:
                     continue
-                records[regime].setdefault(variant, {})[seed] = dict(rec["result"], seconds=rec["seconds"])
+                records[regime].setdefault(variant, {})[seed] = dict(rec["result"], seconds=rec["seconds"],
+                                                                     cores=rec.get("cores"))
                 print(f"[{regime:>6}] seed {seed} {variant:<22}: top-1 {100 * rec['result']['top1']:.2f}%  "
                       f"traffic {rec['result']['comm_ratio'] if rec['result']['comm_ratio'] is not None else 0:.3f}  "
                       f"({rec['seconds']:.0f} s)", flush=True)

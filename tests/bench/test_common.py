@@ -86,6 +86,7 @@ def test_a_run_is_recorded_once_and_reused(common, tmp_path, monkeypatch):
     again = common.cached_run("bench_x", "r3-cpu/narrow_unsplit_0", run)
     assert calls == [1] and first == again and first["result"] == {"top1": 0.875}
     assert first["backend"].endswith(" on cpu") and re.fullmatch(r"\d{4}-\d\d-\d\d", first["date"])
+    assert first["cores"] == len(os.sched_getaffinity(0))
     assert (tmp_path / "records" / "bench_x" / "r3-cpu" / "narrow_unsplit_0.json").is_file()
     # cached_only never starts a run that is not stored.
     assert common.cached_run("bench_x", "r3-cpu/narrow_unsplit_1", run, cached_only=True) is None
@@ -167,6 +168,8 @@ def test_workers_split_the_runs_one_core_each_and_the_parent_reports_all(tmp_pat
     if len(os.sched_getaffinity(0)) > 1:
         assert len({r["cores"][0] for r in results}) == 2, results
     assert not [f for _, _, files in os.walk(tmp_path / "records") for f in files if not f.endswith(".json")]
+    stored = [json.loads(p.read_text()) for p in (tmp_path / "records").rglob("*.json")]
+    assert len(stored) == 4 and all(r["cores"] == 1 for r in stored), stored  # each worker had one core
     bad = subprocess.run([sys.executable, str(script), "--workers", "0"], capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "--workers: expected at least 1, received 0" in bad.stderr
 
@@ -220,3 +223,10 @@ def test_random_gate_logits_are_one_draw_per_seed(common):
     assert np.array_equal(first, logits(0, True))
     assert not np.allclose(first, logits(1, False))
     assert abs(float(np.std(first)) - 1.0) < 0.5  # N(0, 1), not the layers' initial logits
+
+
+def test_wall_time_is_split_by_the_cores_a_run_had(common):
+    said = common.wall_by_cores([(400.0, 1), (380.0, 1), (200.0, 2), (300.0, None)])
+    assert said == ("1 core: 390 s a run (2 runs, 380-400 s); 2 cores: 200 s a run (1 run, 200-200 s); "
+                    "cores not recorded: 300 s a run (1 run, 300-300 s)"), said
+    assert common.wall_by_cores([]) == ""
