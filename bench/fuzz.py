@@ -232,7 +232,8 @@ def _markdown(r: dict, F) -> str:
         text += (
             f"\nLive: {lv['before_handshake']:,} connections sent a mutated HELLO, {lv['after_handshake']:,} a "
             f"mutated frame after a correct handshake (switch {r['setting']['raw_switch']}; the coordinator uses "
-            f"{r['setting']['coordinator_switch']}, so no raw connection replaces its connection). Accepted frames "
+            f"{r['setting']['coordinator_switch']}, whose device 0 is connected the whole run: a valid HELLO claiming "
+            "it gets DEVICE_IN_USE). Accepted frames "
             f"by type: {accepted} (a valid HELLO is answered with HELLO and AUTH, then a wrong MAC gets "
             "AUTH_FAILED; a valid frame after the handshake is served, then a bad magic gets BAD_MAGIC). Closed "
             f"quietly ({lv['closed_quietly']}): a header cut short (the stream ends inside it) or a valid fatal "

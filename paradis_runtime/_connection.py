@@ -468,6 +468,15 @@ class Connection:
         if theirs.nonce == self.nonce:
             raise FrameError(ErrorCode.AUTH_FAILED, "the peer's nonce is this side's own (a reflected HELLO)")
         self.program, self.peer = program, theirs.device
+        if not self.dialed and self.node.in_use(program, theirs.device):
+            # Refused before this side's AUTH, so the dialer never counts it
+            # ready. An open connection is live (silence closes one within the
+            # peer deadline), so a device back after a drop gets in on a redial.
+            raise FrameError(ErrorCode.DEVICE_IN_USE,
+                             f"device {theirs.device} is already connected to device {me} on switch "
+                             f"{program.switch!r}, and that connection is live: two processes claim device index "
+                             f"{theirs.device}? Give each device its own index (a device that reconnects after a "
+                             "drop gets in once its old connection closes, within the peer deadline)")
         self.sock.settimeout(timeout())
         mine = auth_mac(self.config.key, program.sha256, me, self.peer, self.nonce, theirs.nonce)
         if self.dialed:

@@ -174,9 +174,12 @@ class Coordinator:
                                 best.switch, timeout, lines, ready.switch)
                     break
                 self.close()
+                in_use = any(isinstance(e, HandshakeRefused) and e.code == ErrorCode.DEVICE_IN_USE
+                             for e in errors.values())
                 hint = ("the peers must run `paradis peer` on the same bundle, serving this switch, with the same "
                         "session key" if fatal else f"not ready within {timeout:g} s, and no other switch allowed "
-                        "is either: is `paradis peer` running there?")
+                        "is either: " + ("another device 0 (another `paradis run`) holds those peers; let it end "
+                                         "first" if in_use else "is `paradis peer` running there?"))
                 raise ConnectionError(f"switch {best.switch!r} cannot start: {lines} ({hint}).")
             time.sleep(0.02)
         with self._lock:

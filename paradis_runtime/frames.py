@@ -71,6 +71,7 @@ class ErrorCode(enum.IntEnum):
     BAD_LENGTH = 16
     BAD_REQUEST_ID = 17
     DUPLICATE_TENSOR = 18
+    DEVICE_IN_USE = 19
     SHUTTING_DOWN = 64
     STAGE_FAILED = 128
     OVERLOADED = 129

@@ -146,6 +146,7 @@ class Peer:
         self._listener: Optional[socket.socket] = None
         self._pending = 0
         self.dial_errors: dict = {}  # (sha256, device) -> last HandshakeRefused / OSError of a dial
+        self._in_use_said: set = set()  # (sha256, device, dialed): DEVICE_IN_USE said, until it connects
         self._trace = open(trace, "a", encoding="utf-8") if trace else None
         # Hooks for the coordinator (the input device).
         self.on_result: Optional[Callable] = None  # (program, request, output) on the fusion device
@@ -214,6 +215,13 @@ class Peer:
 
     def connected(self, program: DeviceProgram, device: int) -> bool:
         return (program.sha256, device) in self._conns
+
+    def in_use(self, program: DeviceProgram, device: int) -> bool:
+        """Whether ``device`` has a ready connection for ``program`` that is
+        not closing: a new one from it is refused (DEVICE_IN_USE)."""
+        with self._lock:
+            conn = self._conns.get((program.sha256, device))
+        return conn is not None and not conn.closed
 
     def program_for(self, sha256: bytes) -> Optional[DeviceProgram]:
         return self._by_sha.get(sha256)
@@ -294,9 +302,31 @@ class Peer:
 
     def _handshake_failed(self, conn: Connection, error: HandshakeRefused) -> None:
         self._uncount(conn)
+        if error.code != ErrorCode.DEVICE_IN_USE:
+            if conn.dialed:
+                with self._lock:
+                    self.dial_errors[(conn.program.sha256, conn.peer)] = error
+            return
+        # Two processes with one device index: said once on each side (per
+        # graph and device, until that device connects again), not at every
+        # redial. The dialer keeps redialing: the other may be a stale link.
+        key = (conn.program.sha256, conn.peer, conn.dialed)
+        with self._lock:
+            if conn.dialed:
+                self.dial_errors[key[:2]] = error
+            news = key not in self._in_use_said
+            self._in_use_said.add(key)
+            current = self._conns.get(key[:2])
+        if not news:
+            return
         if conn.dialed:
-            with self._lock:
-                self.dial_errors[(conn.program.sha256, conn.peer)] = error
+            log.warning("device %d: device %d at %s refuses this device on switch %s: %s", self.device, conn.peer,
+                        conn.address, conn.program.switch, error)
+        else:
+            log.warning("device %d: refused a connection from %s claiming device %d on switch %s: device %d is "
+                        "connected from %s already (DEVICE_IN_USE); does another process use device index %d?",
+                        self.device, conn.address, conn.peer, conn.program.switch, conn.peer,
+                        current.address if current is not None else "?", conn.peer)
 
     def _connection_ready(self, conn: Connection) -> None:
         self._uncount(conn)
@@ -308,19 +338,26 @@ class Peer:
         key = (conn.program.sha256, conn.peer)
         with self._lock:
             old = self._conns.get(key)
-            self._conns[key] = conn
-            held = self._held.pop(key, ())
-            self.dial_errors.pop(key, None)
-            if conn.peer == conn.program.input_device and not conn.program.is_input:
-                # A new HELLO from the input device: its request ids start afresh (section 7).
-                self._tables[conn.program.sha256].live.clear()
+            taken = old is not None and not old.closed
+            if not taken:
+                self._conns[key] = conn
+                held = self._held.pop(key, ())
+                self.dial_errors.pop(key, None)
+                self._in_use_said.difference_update({key + (True,), key + (False,)})
+                if conn.peer == conn.program.input_device and not conn.program.is_input:
+                    # A new HELLO from the input device: its request ids start afresh (section 7).
+                    self._tables[conn.program.sha256].live.clear()
+        if taken:
+            # Two handshakes of one device index at once both passed the HELLO
+            # check (section 5): the connection that was ready first keeps it.
+            log.warning("device %d: device %d (%s) connected twice at once, from %s and %s; keeping the first "
+                        "(DEVICE_IN_USE to the second: does another process use device index %d?)", self.device,
+                        conn.peer, conn.program.switch, old.address, conn.address, conn.peer)
+            conn.fail(ErrorCode.DEVICE_IN_USE, f"device {conn.peer} is already connected to device {self.device} on "
+                      f"switch {conn.program.switch!r}: two processes claim device index {conn.peer}?")
+            return
         if old is not None:
-            # Once after a link drop; again and again when two processes claim
-            # the same device index (two `paradis run` on one peer take turns).
-            log.warning("device %d: device %d (%s) connected again from %s; this replaces its connection from "
-                        "%s (repeated, this means two processes use device index %d)", self.device, conn.peer,
-                        conn.program.switch, conn.address, old.address, conn.peer)
-            old.close("replaced by a newer connection from the same device")
+            old.close("replaced by a newer connection from the same device")  # it was closing already
         now = time.monotonic()
         for deadline, frame in held:
             if deadline >= now:

@@ -250,6 +250,23 @@ def test_java_device0_starts_on_the_switch_that_is_there_when_a_device_is_down(c
     assert out is not None and np.array_equal(out, ReferenceExecutor(bundle, switch="2x0.5").predict(x)), log[-3000:]
 
 
+def test_java_peer_refuses_a_second_connection_of_a_live_device(classes, bundles, tmp_path):
+    """FRAME_FORMAT.md section 5 (one connection per device and graph), as the Python peer's test checks it."""
+    from paradis_runtime._program import DeviceProgram
+    from tests.paradis_runtime.test_peer import a_second_connection_of_a_live_device_is_refused
+
+    bundle = bundles / "float32"
+    (port,) = free_ports(1)
+    peer = JavaPeer(classes, bundle, 1, f"127.0.0.1:{port}", key_file(tmp_path), tmp_path / "java1.log",
+                    "--switch", "2x0.5")
+    try:
+        peer.wait_ready()
+        program = DeviceProgram(bundle / "2x0.5" / "fusion_graph.json", 0, load=False)
+        a_second_connection_of_a_live_device_is_refused(("127.0.0.1", port), program)
+    finally:
+        peer.stop()
+
+
 def test_java_peer_refuses_a_tampered_device_file_with_a_clear_message(classes, bundles, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(bundles / "float32", bundle)

@@ -131,6 +131,22 @@ def test_a_device_down_at_start_runs_on_the_switch_that_is_there(bundles, tmp_pa
     assert [r["switch"] for r in rows] == ["1x1.0"], rows
 
 
+def test_a_second_run_against_busy_peers_is_told_why(bundles, peer, tmp_path, capsys):
+    # One device 0 holds the peer; a second `paradis run` on it used to take turns with the first (each
+    # connection replacing the other). Now it is refused (DEVICE_IN_USE) and says so.
+    from paradis_runtime import connect
+
+    addresses, key = peer
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.float32))
+    with connect(bundles / "a", addresses, key=key.read_text().strip(), switches=["2x0.5"]) as first:
+        code, err = _run(["--bundle", str(bundles / "a"), "--peers", addresses, "--session-key-file", str(key),
+                          "--image", str(tmp_path / "x.npy"), "--connect-timeout", "1", "--switch", "2x0.5"],
+                         capsys)
+        assert code == 1
+        assert "DEVICE_IN_USE" in err and "another device 0 (another `paradis run`) holds those peers" in err, err
+        assert first.run(np.zeros((28, 28, 1), np.float32), timeout=10).switch == "2x0.5"  # the first runs on
+
+
 def test_a_peer_with_another_export_or_key_is_named(bundles, peer, tmp_path, capsys):
     addresses, key = peer
     np.save(tmp_path / "x.npy", np.zeros((1, 28, 28, 1), np.float32))

@@ -72,7 +72,7 @@ CODE = {
     "BAD_MAGIC": 1, "UNSUPPORTED_VERSION": 2, "BAD_HEADER": 3, "BAD_TYPE": 4, "BAD_FLAGS": 5, "TOO_LARGE": 6,
     "UNEXPECTED_FRAME": 7, "BAD_PAYLOAD": 8, "GRAPH_MISMATCH": 9, "BAD_DEVICE": 10, "AUTH_FAILED": 11,
     "HANDSHAKE_TIMEOUT": 12, "UNKNOWN_TENSOR": 13, "BAD_DTYPE": 14, "BAD_SHAPE": 15, "BAD_LENGTH": 16,
-    "BAD_REQUEST_ID": 17, "DUPLICATE_TENSOR": 18,
+    "BAD_REQUEST_ID": 17, "DUPLICATE_TENSOR": 18, "DEVICE_IN_USE": 19,
 }
 NAME = {v: k for k, v in CODE.items()}
 # §3 frame types.
@@ -663,10 +663,11 @@ def test_fuzz_check_header_against_the_oracle_large():
 # ==== live: a real peer process fed garbage ==============================================================
 
 # Two 2-device switches. A raw client that completes a handshake is device 0 of that switch's graph, and
-# by §5 a newer connection from the same device and graph replaces the older one: on the coordinator's own
-# switch every such connection would cut the coordinator off. So the coordinator runs 2x0.5 and the raw
-# connections that get past the handshake use 0.6+0.4; the peer serves both (its other connections are
-# then really other connections). HELLOs before the handshake go to both graphs.
+# by §5 a device has one connection per graph: on the coordinator's own switch a raw device 0 is refused
+# (DEVICE_IN_USE) while the coordinator is connected. So the coordinator runs 2x0.5 and the raw
+# connections that get past the handshake use 0.6+0.4, one after the other, each ended by the peer before
+# the next opens; the peer serves both. HELLOs before the handshake go to both graphs (a valid one
+# claiming device 0 of 2x0.5 gets DEVICE_IN_USE).
 LIVE_SWITCHES = "2x0.5,0.6+0.4"
 COORDINATOR_SWITCH = "2x0.5"
 RAW_SWITCH = "0.6+0.4"
@@ -806,6 +807,10 @@ def _live_expectation_pre(header: bytes, payload: bytes, graphs: dict) -> tuple:
         return ("error", CODE["GRAPH_MISMATCH"])
     if not 0 <= device < graph.num_devices or device == 1 or peer_device != 1:
         return ("error", CODE["BAD_DEVICE"])
+    if graph.switch == COORDINATOR_SWITCH and device == 0:
+        # §5: the coordinator, device 0 of this switch, holds a live connection the whole run (the raw
+        # switch's device 0 connections end before the next one opens).
+        return ("error", CODE["DEVICE_IN_USE"])
     return ("hello",)
 
 

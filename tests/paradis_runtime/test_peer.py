@@ -248,6 +248,45 @@ def test_right_key_gets_ready_and_a_tensor_is_taken(one_peer):
     _expect_error_then_close(sock, ErrorCode.DUPLICATE_TENSOR, also=(FrameType.TENSOR,))
 
 
+def _ready_as_device0(address, program, nonce):
+    """A raw client that completes the handshake as device 0 (the peer counts it ready at the AUTH it sends)."""
+    sock = _dial(address)
+    sock.sendall(encode_hello(Hello(program.sha256, nonce, 0, 1, program.switch)))
+    h, payload = _read_frame(sock)
+    assert h is not None and h.type == FrameType.HELLO, (h, payload and decode_error(payload))
+    theirs = decode_hello(payload)
+    assert _read_frame(sock)[0].type == FrameType.AUTH
+    sock.sendall(encode_header(Header(type=FrameType.AUTH, payload_len=32))
+                 + auth_mac(KEY.encode(), program.sha256, 0, 1, nonce, theirs.nonce))
+    return sock
+
+
+def test_a_second_connection_of_a_live_device_is_refused_and_the_first_keeps_it(one_peer):
+    address, program, _ = one_peer
+    a_second_connection_of_a_live_device_is_refused(address, program)
+
+
+def a_second_connection_of_a_live_device_is_refused(address, program):
+    """Section 5 against the peer listening at ``address`` (device 1 of ``program``'s graph; the Java core's
+    test runs it too): two processes claiming one device index used to take turns on the connection (each
+    new one replaced the older); the second must hear DEVICE_IN_USE at its HELLO, the first be served on,
+    and device 0 get in again once its connection closed."""
+    first = _ready_as_device0(address, program, bytes(range(32)))
+    time.sleep(0.3)  # the peer reads the AUTH and makes the connection ready
+    second = _dial(address)
+    second.sendall(encode_hello(Hello(program.sha256, bytes(range(1, 33)), 0, 1, program.switch)))
+    _expect_error_then_close(second, ErrorCode.DEVICE_IN_USE)
+    # The first is still ready: a tensor is taken, and the same one again is a duplicate.
+    first.sendall(_tensor(program))
+    time.sleep(0.2)
+    first.sendall(_tensor(program))
+    _expect_error_then_close(first, ErrorCode.DUPLICATE_TENSOR, also=(FrameType.TENSOR,))
+    # Its connection closed, device 0 gets in again (a device back after a drop is not locked out).
+    third = _ready_as_device0(address, program, bytes(range(2, 34)))
+    third.sendall(b"GET " + bytes(60))  # end it from the peer's side before the next test dials
+    _expect_error_then_close(third, ErrorCode.BAD_MAGIC)
+
+
 def test_a_claimed_device_that_is_the_peer_itself_is_refused(one_peer):
     address, program, _ = one_peer
     sock = _dial(address)

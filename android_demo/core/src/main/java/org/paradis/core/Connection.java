@@ -312,6 +312,14 @@ final class Connection {
         }
         program = p;
         peer = theirs.device;
+        if (!dialed && node.inUse(p, peer)) {
+            // Refused before this side's AUTH, so the dialer never counts it ready. An open connection is live
+            // (silence closes one within the peer deadline), so a device back after a drop gets in on a redial.
+            throw new FrameException(ErrorCode.DEVICE_IN_USE, "device " + peer + " is already connected to device "
+                    + me + " on switch '" + p.switchName + "', and that connection is live: two processes claim "
+                    + "device index " + peer + "? Give each device its own index (a device that reconnects after a "
+                    + "drop gets in once its old connection closes, within the peer deadline)");
+        }
         byte[] mine = Frames.authMac(config.key, p.sha256(), me, peer, nonce, theirs.nonce());
         if (dialed) {
             write(Frames.authFrame(mine));

@@ -20,6 +20,7 @@ public final class ErrorCode {
     public static final int BAD_LENGTH = 16;
     public static final int BAD_REQUEST_ID = 17;
     public static final int DUPLICATE_TENSOR = 18;
+    public static final int DEVICE_IN_USE = 19;
     public static final int SHUTTING_DOWN = 64;
     public static final int STAGE_FAILED = 128;
     public static final int OVERLOADED = 129;
@@ -32,6 +33,7 @@ public final class ErrorCode {
         {BAD_DEVICE, "BAD_DEVICE"}, {AUTH_FAILED, "AUTH_FAILED"}, {HANDSHAKE_TIMEOUT, "HANDSHAKE_TIMEOUT"},
         {UNKNOWN_TENSOR, "UNKNOWN_TENSOR"}, {BAD_DTYPE, "BAD_DTYPE"}, {BAD_SHAPE, "BAD_SHAPE"},
         {BAD_LENGTH, "BAD_LENGTH"}, {BAD_REQUEST_ID, "BAD_REQUEST_ID"}, {DUPLICATE_TENSOR, "DUPLICATE_TENSOR"},
+        {DEVICE_IN_USE, "DEVICE_IN_USE"},
         {SHUTTING_DOWN, "SHUTTING_DOWN"}, {STAGE_FAILED, "STAGE_FAILED"}, {OVERLOADED, "OVERLOADED"},
         {DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"},
     };

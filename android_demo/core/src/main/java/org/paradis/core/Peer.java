@@ -348,6 +348,16 @@ public final class Peer {
         }
     }
 
+    /** Whether {@code peer} has a ready connection for {@code program} that is not closing: FRAME_FORMAT.md
+     * section 5 refuses a new one from it (DEVICE_IN_USE). */
+    boolean inUse(DeviceProgram program, int peer) {
+        Connection c;
+        synchronized (lock) {
+            c = conns.get(key(program, peer));
+        }
+        return c != null && !c.closed;
+    }
+
     public boolean connected(DeviceProgram program, int peer) {
         synchronized (lock) {
             return conns.containsKey(key(program, peer));
@@ -511,19 +521,35 @@ public final class Peer {
         }
         String k = key(conn.program, conn.peer);
         Connection old;
-        ArrayDeque<Object[]> waiting;
+        ArrayDeque<Object[]> waiting = null;
+        boolean taken;
         synchronized (lock) {
-            old = conns.put(k, conn);
-            waiting = held.remove(k);
-            dialErrors.remove(k);
-            if (conn.peer == conn.program.graph.inputDevice && !conn.program.isInput) {
-                // A new HELLO from the input device: its request ids start afresh (section 7).
-                tables.get(conn.program).live.clear();
+            old = conns.get(k);
+            taken = old != null && !old.closed;
+            if (!taken) {
+                conns.put(k, conn);
+                waiting = held.remove(k);
+                dialErrors.remove(k);
+                if (conn.peer == conn.program.graph.inputDevice && !conn.program.isInput) {
+                    // A new HELLO from the input device: its request ids start afresh (section 7).
+                    tables.get(conn.program).live.clear();
+                }
+                lock.notifyAll();
             }
-            lock.notifyAll();
+        }
+        if (taken) {
+            // Two handshakes of one device index at once both passed the HELLO check (section 5): the
+            // connection that was ready first keeps it.
+            log("device " + device + ": device " + conn.peer + " (" + conn.program.switchName + ") connected twice "
+                    + "at once, from " + old.address + " and " + conn.address + "; keeping the first (DEVICE_IN_USE to "
+                    + "the second: does another process use device index " + conn.peer + "?)");
+            conn.fail(ErrorCode.DEVICE_IN_USE, "device " + conn.peer + " is already connected to device " + device
+                    + " on switch '" + conn.program.switchName + "': two processes claim device index " + conn.peer
+                    + "?", Frames.NO_TENSOR, 0);
+            return;
         }
         if (old != null) {
-            old.close("replaced by a newer connection from the same device", 0, false);
+            old.close("replaced by a newer connection from the same device", 0, false);  // it was closing already
         }
         if (waiting != null) {
             long now = System.nanoTime();
