@@ -369,8 +369,9 @@ class Peer:
 
     def _connection_closed(self, conn: Connection, reason: str, code: Optional[int], remote: bool) -> None:
         if conn.program is None or conn.peer is None or not conn.ready:
-            log.info("device %d: connection from %s closed during the handshake: %s", self.device, conn.address,
-                     reason)
+            if code != ErrorCode.DEVICE_IN_USE:  # that one is said once, by _handshake_failed
+                log.info("device %d: connection from %s closed during the handshake: %s", self.device,
+                         conn.address, reason)
             return
         key = (conn.program.sha256, conn.peer)
         with self._lock:
@@ -459,6 +460,19 @@ class Peer:
                                    f"device {self.device} holds {self.config.max_inflight} live requests")
         st = table.live[rid] = _Request(rid)
         return st
+
+    def _missing_links(self, program: DeviceProgram) -> str:
+        """"; no connection to device 2 (why)" for each device other than the
+        input device that ``program`` talks to and has no connection with: the
+        input device sees only its own links, and this tells it why a request
+        cannot complete here (a peer down, or refusing this one)."""
+        with self._lock:
+            missing = [(d, self.dial_errors.get((program.sha256, d))) for d in program.neighbours
+                       if d != program.input_device and (program.sha256, d) not in self._conns]
+        if not missing:
+            return ""
+        return "; no connection to " + ", ".join(
+            f"device {d}" + (f" ({str(e)[:240]})" if e is not None else "") for d, e in missing)
 
     def _notify_input(self, program: DeviceProgram, code: int, rid: int, message: str) -> None:
         conn = self._conns.get((program.sha256, program.input_device))
@@ -613,7 +627,7 @@ class Peer:
             for program, rid in expired:
                 self._notify_input(program, ErrorCode.DEADLINE_EXCEEDED, rid,
                                    f"device {self.device} abandoned the request after "
-                                   f"{self.config.request_deadline} s")
+                                   f"{self.config.request_deadline} s{self._missing_links(program)}")
             if self.on_tick:
                 self.on_tick(now)
 

@@ -267,6 +267,18 @@ def test_java_peer_refuses_a_second_connection_of_a_live_device(classes, bundles
         peer.stop()
 
 
+def test_a_java_peer_refused_for_a_duplicate_device_index_tells_device_0(classes, bundles, tmp_path):
+    # The Java peer as the real device 1, refused by device 2 (DEVICE_IN_USE) because a duplicate device 1
+    # got there first: its DEADLINE_EXCEEDED names the refused link, and it logs the refusal once
+    # (tests/paradis_runtime/test_peer.py, same check with a Python device 1).
+    from tests.paradis_runtime.test_peer import one_device_index_twice
+
+    def java(bundle, device, peers, key, *extra, log):
+        return JavaPeer(classes, bundle, device, peers, key, log, *extra)
+
+    one_device_index_twice(bundles / "float32", tmp_path, device1=java)
+
+
 def test_java_peer_refuses_a_tampered_device_file_with_a_clear_message(classes, bundles, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(bundles / "float32", bundle)

@@ -414,6 +414,51 @@ def test_a_device_down_at_start_starts_on_the_fallback_and_moves_up_when_it_come
             p.stop()
 
 
+def test_a_second_process_with_one_device_index_is_refused_and_device_0_is_told(bundles, tmp_path):
+    root, _ = bundles
+    one_device_index_twice(root / "float32", tmp_path)
+
+
+def one_device_index_twice(bundle, folder, device1=PeerProcess):
+    """A duplicate device 1 (another process, same --peers list) reaches device 2 first; the real device 1
+    (``device1``: a PeerProcess class), which device 0 dials, is then refused by device 2 (DEVICE_IN_USE)
+    instead of the two taking turns on that link. Device 0 cannot see the link 1-2, so device 1's
+    DEADLINE_EXCEEDED must say why, and each side log the refusal once."""
+    switch = "0.5+0.3+0.2"
+    ports = free_ports(3)
+    addresses = f"127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
+    key = key_file(folder)
+    logs = {n: folder / f"{n}.log" for n in ("device2", "duplicate1", "device1")}
+    # Device 1 gives up first (2 s, the default; devices 2 and 0 wait longer), so its report is the answer.
+    patient = ("--switch", switch, "--request-deadline", "8")
+    procs = [PeerProcess(bundle, 2, addresses, key, *patient, log=logs["device2"]),
+             PeerProcess(bundle, 1, addresses, key, *patient, "--listen", f"127.0.0.1:{ports[2]}",
+                         log=logs["duplicate1"])]
+    try:
+        for p in procs:
+            p.wait_ready()
+        wait_for_line(logs["device2"], "connected to device 1", timeout=30)
+        procs.append(device1(bundle, 1, addresses, key, "--switch", switch, log=logs["device1"]))
+        procs[-1].wait_ready()
+        wait_for_line(logs["device1"], "DEVICE_IN_USE", timeout=30)
+        config = PeerConfig(key=KEY, request_deadline=10.0)
+        with connect(bundle, addresses, config=config, switches=[switch]) as session:
+            x, _ = real_images(1)
+            with pytest.raises(RequestFailed) as failed:
+                session.run(x[0], timeout=20)
+        assert "device 1 sent DEADLINE_EXCEEDED: device 1 abandoned the request after 2.0 s; no connection to " \
+               "device 2 (the peer refused: DEVICE_IN_USE: device 1 is already connected" in str(failed.value), \
+               failed.value
+        # Device 1 redialed and was refused again and again (about once a second); each side said it once.
+        said2 = [line for line in logs["device2"].read_text().splitlines() if "refused a connection" in line]
+        said1 = [line for line in logs["device1"].read_text().splitlines() if "DEVICE_IN_USE" in line]
+        assert len(said2) == 1 and "claiming device 1" in said2[0] and "DEVICE_IN_USE" in said2[0], said2
+        assert len(said1) == 1, said1
+    finally:
+        for p in procs:
+            p.stop()
+
+
 def drop_the_link_between_devices_1_and_2(bundle, folder, device1=PeerProcess):
     """Devices 1 (``device1``: a PeerProcess class) and 2 of 0.5+0.3+0.2, device
     1 reaching device 2 through a Relay; the relay drops their link and stays

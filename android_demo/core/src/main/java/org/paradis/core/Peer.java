@@ -175,6 +175,8 @@ public final class Peer {
     private final Map<String, ArrayDeque<Object[]>> held = new HashMap<String, ArrayDeque<Object[]>>();
     private final Set<Connection> all = new HashSet<Connection>();
     private final Map<String, DialError> dialErrors = new HashMap<String, DialError>();
+    /** graph/device/side keys whose DEVICE_IN_USE refusal was logged, until that device connects. */
+    private final java.util.Set<String> inUseSaid = new java.util.HashSet<String>();
     private final Object lock = new Object();
     private final LinkedBlockingQueue<Object[]> work = new LinkedBlockingQueue<Object[]>();
     private final List<Thread> threads = new ArrayList<Thread>();
@@ -348,6 +350,30 @@ public final class Peer {
         }
     }
 
+    /**
+     * "; no connection to device 2 (why)" for each device other than the input device that {@code program}
+     * talks to and has no connection with: the input device sees only its own links, and this tells it why a
+     * request cannot complete here (a peer down, or refusing this one). As paradis_runtime/peer.py does.
+     */
+    private String missingLinks(DeviceProgram program) {
+        StringBuilder out = new StringBuilder();
+        synchronized (lock) {
+            for (int d : program.neighbours) {
+                String k = key(program, d);
+                if (d == program.graph.inputDevice || conns.containsKey(k)) {
+                    continue;
+                }
+                DialError e = dialErrors.get(k);
+                out.append(out.length() == 0 ? "; no connection to " : ", ").append("device ").append(d);
+                if (e != null) {
+                    String why = e.message.length() > 240 ? e.message.substring(0, 240) : e.message;
+                    out.append(" (").append(why).append(")");
+                }
+            }
+        }
+        return out.toString();
+    }
+
     /** Whether {@code peer} has a ready connection for {@code program} that is not closing: FRAME_FORMAT.md
      * section 5 refuses a new one from it (DEVICE_IN_USE). */
     boolean inUse(DeviceProgram program, int peer) {
@@ -504,12 +530,20 @@ public final class Peer {
 
     void handshakeFailed(Connection conn, Connection.HandshakeRefused error) {
         uncount(conn);
-        if (conn.dialed) {
-            synchronized (lock) {
+        boolean news = true;
+        synchronized (lock) {
+            if (conn.dialed) {
                 dialErrors.put(key(conn.program, conn.peer), new DialError(error.code, error.getMessage()));
             }
+            if (error.code == ErrorCode.DEVICE_IN_USE) {
+                // Two processes with one device index: said once on each side (per graph and device, until that
+                // device connects again), not at every redial. As paradis_runtime/peer.py does.
+                news = inUseSaid.add(key(conn.program, conn.peer) + (conn.dialed ? "/dialed" : "/accepted"));
+            }
         }
-        log("device " + device + ": handshake with " + conn.address + " failed: " + error.getMessage());
+        if (news) {
+            log("device " + device + ": handshake with " + conn.address + " failed: " + error.getMessage());
+        }
     }
 
     void connectionReady(Connection conn) {
@@ -528,6 +562,8 @@ public final class Peer {
             taken = old != null && !old.closed;
             if (!taken) {
                 conns.put(k, conn);
+                inUseSaid.remove(k + "/dialed");
+                inUseSaid.remove(k + "/accepted");
                 waiting = held.remove(k);
                 dialErrors.remove(k);
                 if (conn.peer == conn.program.graph.inputDevice && !conn.program.isInput) {
@@ -1003,7 +1039,8 @@ public final class Peer {
             }
             for (Object[] e : expired) {
                 notifyInput((DeviceProgram) e[0], ErrorCode.DEADLINE_EXCEEDED, (Long) e[1], "device " + device
-                        + " abandoned the request after " + config.requestDeadline + " s");
+                        + " abandoned the request after " + config.requestDeadline + " s"
+                        + missingLinks((DeviceProgram) e[0]));
             }
             try {
                 listener.onTick(now);
