@@ -72,6 +72,9 @@ demo: install system-packages
 # gives the issue's full setting (run it with KERAS_BACKEND=jax on a GPU; then
 # `bench/tasks.py --preset gpu --cached-only --retime` with TensorFlow for latency).
 BENCH_PRESET ?= cpu
+# The gpu preset runs on JAX (the GPU machine has no TensorFlow); the stored cpu results of
+# accuracy_comm came from the default backend.
+ACCURACY_ENV = $(if $(filter gpu,$(BENCH_PRESET)),KERAS_BACKEND=jax,)
 # The settings the stored records cover (bench/records/accuracy_comm): the
 # narrow regime with every ranking, the mid regime with the default ranking,
 # the previous one and the baselines; 5 paired seeds each.
@@ -97,8 +100,8 @@ TASKS ?= --cached-only --variants unsplit,dense_tp,independent,random_0.2,disco_
 bench: install system-packages web-deps
 	$(PY) bench/layers.py
 	$(PY) bench/throughput.py
-	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_NARROW)
-	$(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_MID) --merge
+	$(ACCURACY_ENV) $(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_NARROW)
+	$(ACCURACY_ENV) $(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_MID) --merge
 	KERAS_BACKEND=jax $(PY) bench/accuracy_comm.py --preset cpu_long $(ACCURACY_LONG)
 	KERAS_BACKEND=jax $(PY) bench/switches.py --preset $(BENCH_PRESET) $(SWITCHES)
 	$(PY) bench/tasks.py --preset $(BENCH_PRESET) $(TASKS)
