@@ -15,7 +15,8 @@ Variants (each trained alone with the same recipe and epochs):
   unsplit      one device, full width (switch 1x1.0)
   dense_tp     every gate open (dense tensor parallelism)
   independent  every gate shut (ParaDiS branches)
-  random_0.2   gates fixed at random from the start, exactly at budget 0.2
+  random_B     gates fixed at random from the start, exactly at budget B
+               (B = 0.2, 0.1: the arbitrary subset a learned one must beat)
   random_annealed_0.2
                the disco_0.2_late schedule with gate logits drawn at random and
                never trained: the budget closes gates in a fixed random order
@@ -35,7 +36,8 @@ Metrics: top1 (mean over seeds, with spread), comm_ratio, flops_per_device_ratio
 params_per_device_ratio (to the unsplit model), gap_recovered =
 (top1 - independent) / (unsplit - independent), seconds per run; per regime
 ``paired.<variant>`` (against random_0.2 for the learned and annealed-random
-variants, against unsplit otherwise), ``paired_unsplit.<variant>`` and, for
+variants at 0.2, against random_0.1 for disco_0.1 when random_0.1 was
+measured, against unsplit otherwise), ``paired_unsplit.<variant>`` and, for
 every other ranking, ``paired_default.disco_0.2_<recipe>`` (against the
 library's default, disco_0.2): diff_mean and ci95 in top-1 fractions
 (0.01 = 1 pt).
@@ -72,8 +74,8 @@ REGIMES = {"narrow": {"devices": 4, "width": 0.25}, "mid": {"devices": 2, "width
            "full": {"devices": 2, "width": 1.0}}
 # Gate rankings tried at budget 0.2 (shared with bench/tasks.py).
 RECIPES = C.GATE_RECIPES
-VARIANTS = (("unsplit", "dense_tp", "independent", "random_0.2", "random_annealed_0.2", "disco_0.5", "disco_0.2",
-             "disco_0.1") + tuple(f"disco_0.2_{r}" for r in RECIPES) + ("disco_link",))
+VARIANTS = (("unsplit", "dense_tp", "independent", "random_0.2", "random_0.1", "random_annealed_0.2", "disco_0.5",
+             "disco_0.2", "disco_0.1") + tuple(f"disco_0.2_{r}" for r in RECIPES) + ("disco_link",))
 # What `--variants` runs unless told otherwise: the rows the targets read and
 # every ranking tried.
 DEFAULT_VARIANTS = ("unsplit", "independent", "random_0.2", "random_annealed_0.2", "disco_0.2", "disco_0.1") + tuple(
@@ -108,10 +110,14 @@ def results_stem(preset):
     return "accuracy_comm_cpu_long" if preset == "cpu_long" else "accuracy_comm"
 
 
-def baseline_of(variant):
-    """The variant a paired difference is taken against."""
+def baseline_of(variant, measured=()):
+    """The variant a paired difference is taken against: the random subset
+    at the same budget for learned gates (disco_0.1's only where random_0.1
+    was ``measured``), else unsplit."""
     if variant.startswith(("disco_0.2", "random_annealed_0.2")):
         return "random_0.2"
+    if variant == "disco_0.1" and "random_0.1" in measured:
+        return "random_0.1"
     return None if variant == "unsplit" else "unsplit"
 
 
@@ -206,7 +212,7 @@ def with_paired(summary):
             row["gap_recovered"] = None if u is None or i is None or u == i else (row["top1"] - i) / (u - i)
         regime["paired"], regime["paired_unsplit"], regime["paired_default"] = {}, {}, {}
         for variant in rows:
-            base = baseline_of(variant)
+            base = baseline_of(variant, rows)
             if base in rows:
                 regime["paired"][variant] = _paired(rows, variant, base)
             if variant != "unsplit" and "unsplit" in rows:
@@ -315,7 +321,8 @@ def markdown(summary, setting, verdict):
         inst = regime.get("instrument")
         if inst:
             lines += ["", f"Instrument: unsplit - independent = {100 * inst['unsplit_minus_independent']:.2f} pt, "
-                      f"{inst['gap_in_half_widths']:.1f}x its paired half-width "
+                      f"{'-' if inst['gap_in_half_widths'] is None else format(inst['gap_in_half_widths'], '.1f')}x "
+                      "its paired half-width "
                       f"({100 * inst['gap_half_width']:.2f} pt); "
                       f"widest half-width in this regime {100 * (inst['max_half_width'] or 0):.2f} pt. "
                       f"At the per-seed spread measured, a 0.3 pt half-width needs "

@@ -1,0 +1,57 @@
+"""bench/accuracy_comm.py: which baseline each variant is paired with, the
+gap recovered and the wall time by cores, on synthetic run records (no
+training)."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+_BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, os.path.abspath(_BENCH))
+    spec = importlib.util.spec_from_file_location("bench_accuracy_comm", os.path.join(_BENCH, "accuracy_comm.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _runs(top1s, seconds=400.0, cores=1):
+    return {s: {"top1": t, "comm_ratio": 0.1, "flops_per_device_ratio": 0.3, "params_per_device_ratio": 0.4,
+                "seconds": seconds, "cores": cores} for s, t in enumerate(top1s)}
+
+
+def _records(with_random_01):
+    variants = {"unsplit": _runs([0.83, 0.82, 0.84], 200.0, 2), "independent": _runs([0.78, 0.77, 0.79], 200.0, 2),
+                "random_0.2": _runs([0.81, 0.80, 0.82]), "disco_0.2": _runs([0.815, 0.805, 0.826]),
+                "disco_0.1": _runs([0.808, 0.797, 0.818])}
+    if with_random_01:
+        variants["random_0.1"] = _runs([0.800, 0.790, 0.811])
+    return {"narrow": variants}
+
+
+def test_learned_gates_are_paired_with_the_random_subset_at_their_budget(bench):
+    summary = bench.summarize(_records(with_random_01=True))["narrow"]
+    assert summary["paired"]["disco_0.2"]["baseline"] == "random_0.2"
+    assert summary["paired"]["disco_0.1"]["baseline"] == "random_0.1"
+    assert summary["paired"]["disco_0.1"]["diff_mean"] == pytest.approx(0.008 - 1e-3 * 2 / 3, abs=1e-9)
+    assert summary["paired"]["random_0.1"]["baseline"] == "unsplit"
+    # (top1 - independent) / (unsplit - independent) on the means over seeds
+    assert summary["variants"]["disco_0.1"]["gap_recovered"] == pytest.approx((0.2423 / 0.3 - 0.78) / 0.05)
+    # Without random_0.1 measured, disco_0.1 stays paired with unsplit (the stored preset-cpu results).
+    alone = bench.summarize(_records(with_random_01=False))["narrow"]
+    assert alone["paired"]["disco_0.1"]["baseline"] == "unsplit"
+
+
+def test_wall_time_is_reported_by_cores(bench):
+    summary = bench.summarize(_records(with_random_01=True))
+    assert summary["narrow"]["wall_time"] == ("1 core: 400 s a run (12 runs, 400-400 s); "
+                                              "2 cores: 200 s a run (6 runs, 200-200 s)")
+    # unsplit - independent is 5 pt on every seed here: no spread, so no half-width to count it in.
+    assert summary["narrow"]["instrument"]["gap_in_half_widths"] is None
+    text = bench.markdown(summary, {"description": "synthetic", "command": "x"}, bench.verdicts(summary))
+    assert "by the cores a run could use: 1 core: 400 s a run (12 runs" in text
