@@ -279,6 +279,26 @@ def test_a_java_peer_refused_for_a_duplicate_device_index_tells_device_0(classes
     one_device_index_twice(bundles / "float32", tmp_path, device1=java)
 
 
+def test_java_device0_against_a_peer_another_device0_holds_is_told_why(classes, bundles, tmp_path):
+    """A Python coordinator holds the peer; the Java coordinator is refused (DEVICE_IN_USE) and says so."""
+    bundle = bundles / "float32"
+    (port,) = free_ports(1)
+    addresses = f"127.0.0.1:{port}"
+    key = key_file(tmp_path)
+    x, _ = real_images(1, seed=5)
+    peer = PeerProcess(bundle, 1, addresses, key, "--switch", "2x0.5", log=tmp_path / "peer1.log")
+    try:
+        peer.wait_ready()
+        with connect(bundle, addresses, key=KEY, switches=["2x0.5"]) as first:
+            code, log, out = run_java_device0(classes, bundle, addresses, key, x, tmp_path, "--switch", "2x0.5",
+                                              "--connect-timeout", "1")
+            assert first.run(x[0], timeout=10).switch == "2x0.5"  # the first is served on
+    finally:
+        peer.stop()
+    assert code == 1 and out is None, log[-3000:]
+    assert "DEVICE_IN_USE" in log and "another device 0 holds those peers" in log, log[-3000:]
+
+
 def test_java_peer_refuses_a_tampered_device_file_with_a_clear_message(classes, bundles, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(bundles / "float32", bundle)

@@ -280,9 +280,15 @@ public final class Coordinator {
                     break;
                 }
                 close();
+                boolean inUse = false;
+                for (int d : missing) {
+                    Peer.DialError e = peer.dialError(best, d);
+                    inUse |= e != null && e.code == ErrorCode.DEVICE_IN_USE;
+                }
                 String hint = !fatal.isEmpty() ? "the peers must serve the same bundle with the same session key"
-                        : "not ready within " + timeoutS + " s, and no other switch allowed is either: is "
-                        + "`paradis peer` (or the app as that device) running there?";
+                        : "not ready within " + timeoutS + " s, and no other switch allowed is either: " + (inUse
+                        ? "another device 0 holds those peers; let it end first"
+                        : "is `paradis peer` (or the app as that device) running there?");
                 throw new ConnectException("switch '" + best.switchName + "' cannot start: "
                         + join(fatal.isEmpty() ? all : fatal) + " (" + hint + ").");
             }
