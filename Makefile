@@ -82,9 +82,9 @@ ACCURACY_NARROW ?= --regimes narrow --seeds 5
 ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.2,disco_0.2,disco_0.2_late
 # The instrument (preset cpu_long: 12 epochs, Adam 1e-3; trained with
 # KERAS_BACKEND=jax, as its records were): the seeds recorded so far of the
-# contrasts the targets read (a larger --seeds trains more, about 13 minutes
-# per seed on this CPU with --workers 2).
-ACCURACY_LONG ?= --regimes narrow --seeds 12 --variants unsplit,independent,random_0.2,disco_0.2
+# contrasts the targets read (a larger --seeds trains more, about 20 minutes
+# per seed of the six variants on this CPU with --workers 2).
+ACCURACY_LONG ?= --regimes narrow --seeds 13 --variants unsplit,independent,random_0.2,disco_0.2,random_0.1,disco_0.1
 # bench/switches.py: the seeds recorded so far of its paired 12-epoch setting
 # (bench/records/switches, trained with KERAS_BACKEND=jax: a seed's pairs
 # need one backend, so the script runs on JAX here); a larger --seeds trains

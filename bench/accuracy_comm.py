@@ -89,7 +89,7 @@ PRESETS = {
     # of the rate. At 5 seeds unsplit and independent branches differ by 5.2
     # pt, 4.4x the paired half-width (preset cpu: 2.4 pt, 1.9x), so the seeds
     # go to the contrasts the targets read: run it with --variants unsplit,independent,random_0.2,
-    # disco_0.2 and --workers 2. Its results go to their own files
+    # disco_0.2,random_0.1,disco_0.1 and --workers 2. Its results go to their own files
     # (accuracy_comm_cpu_long.*), beside preset cpu's ranking sweep.
     "cpu_long": {"train_limit": 20000, "test_limit": None, "epochs": 12, "seeds": 20, "batch_size": 128,
                  "lr": 1e-3},
