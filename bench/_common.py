@@ -365,9 +365,9 @@ def mean_spread(values):
 
 
 def wall_by_cores(runs):
-    """[(seconds, cores or None)] -> "1 core: 389 s a run (40 runs); 2 cores:
-    230 s (20 runs)": the measured wall time per run, split by the cores the
-    run could use (a record without "cores" predates that field)."""
+    """[(seconds, cores or None)] -> "1 core: 390 s a run (2 runs, 380-400 s);
+    2 cores: ...": the measured wall time per run, split by the cores the run
+    could use ("cores not recorded": a record that predates that field)."""
     groups = {}
     for seconds, cores in runs:
         groups.setdefault(cores, []).append(seconds)

@@ -242,6 +242,14 @@ class HandshakeRefused(ConnectionError):
         super().__init__(f"{'the peer refused: ' if remote and code else ''}{name + ': ' if name else ''}{message}")
 
 
+def in_use_detail(device: int, me: int, switch: str) -> str:
+    """The DEVICE_IN_USE message (FRAME_FORMAT.md section 5), whichever check
+    refuses: the HELLO's, or two handshakes of one device ready at once."""
+    return (f"device {device} is already connected to device {me} on switch {switch!r}, and that connection is "
+            f"live: two processes claim device index {device}? Give each device its own index (a device that "
+            "reconnects after a drop gets in once its old connection closes, within the peer deadline)")
+
+
 def _recv_exact(sock: socket.socket, n: int, deadline: Optional[float] = None) -> bytearray:
     """Exactly ``n`` bytes (allocated only now, after the header checks).
 
@@ -472,11 +480,7 @@ class Connection:
             # Refused before this side's AUTH, so the dialer never counts it
             # ready. An open connection is live (silence closes one within the
             # peer deadline), so a device back after a drop gets in on a redial.
-            raise FrameError(ErrorCode.DEVICE_IN_USE,
-                             f"device {theirs.device} is already connected to device {me} on switch "
-                             f"{program.switch!r}, and that connection is live: two processes claim device index "
-                             f"{theirs.device}? Give each device its own index (a device that reconnects after a "
-                             "drop gets in once its old connection closes, within the peer deadline)")
+            raise FrameError(ErrorCode.DEVICE_IN_USE, in_use_detail(theirs.device, me, program.switch))
         self.sock.settimeout(timeout())
         mine = auth_mac(self.config.key, program.sha256, me, self.peer, self.nonce, theirs.nonce)
         if self.dialed:

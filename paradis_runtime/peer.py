@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig, TLSStream, leave
+from paradis_runtime._connection import Connection, HandshakeRefused, PeerConfig, TLSStream, in_use_detail, leave
 from paradis_runtime._program import DeviceProgram, programs_for
 from paradis_runtime.frames import ErrorCode, FrameError, FrameType, Header, decode_error, encode_error
 from paradis_runtime.schedule import fuse_partials
@@ -353,8 +353,7 @@ class Peer:
             log.warning("device %d: device %d (%s) connected twice at once, from %s and %s; keeping the first "
                         "(DEVICE_IN_USE to the second: does another process use device index %d?)", self.device,
                         conn.peer, conn.program.switch, old.address, conn.address, conn.peer)
-            conn.fail(ErrorCode.DEVICE_IN_USE, f"device {conn.peer} is already connected to device {self.device} on "
-                      f"switch {conn.program.switch!r}: two processes claim device index {conn.peer}?")
+            conn.fail(ErrorCode.DEVICE_IN_USE, in_use_detail(conn.peer, self.device, conn.program.switch))
             return
         if old is not None:
             old.close("replaced by a newer connection from the same device")  # it was closing already

@@ -140,6 +140,18 @@ def test_a_dropped_link_from_the_java_peer_loses_no_request(classes, bundles, tm
     drop_the_link_between_devices_1_and_2(bundles / "float32", tmp_path, device1=java)
 
 
+def java_device0_beside_python_peer1(classes, bundle, peers: str, key: Path, x: np.ndarray, folder: Path,
+                                     peer_extra=(), java_extra=()) -> tuple:
+    """A Python `paradis peer` as device 1 (the first of ``peers``, with ``peer_extra``) and the Java
+    coordinator run on ``x`` beside it (with ``java_extra``); run_java_device0's (code, log, outputs)."""
+    peer = PeerProcess(bundle, 1, peers, key, *peer_extra, log=folder / "peer1.log")
+    try:
+        peer.wait_ready()
+        return run_java_device0(classes, bundle, peers, key, x, folder, *java_extra)
+    finally:
+        peer.stop()
+
+
 def run_java_device0(classes, bundle, peers: str, key: Path, x: np.ndarray, folder: Path, *extra) -> tuple:
     """``org.paradis.core.Main --device 0`` (the Java coordinator) on ``x``; returns (exit code, stdout + stderr,
     the fused outputs it wrote, or None)."""
@@ -195,12 +207,8 @@ def test_java_device0_beside_a_python_peer_matches_the_reference_executor_bit_fo
     if ties is not None:  # int8: a fifth input where only Python's exact quantization gives Python's bytes
         x = np.concatenate([x, ties])
     count = len(x)
-    peer = PeerProcess(bundle, 1, addresses, key, "--switch", "2x0.5", log=tmp_path / "peer1.log")
-    try:
-        peer.wait_ready()
-        code, log, out = run_java_device0(classes, bundle, addresses, key, x, tmp_path, "--switch", "2x0.5")
-    finally:
-        peer.stop()
+    code, log, out = java_device0_beside_python_peer1(classes, bundle, addresses, key, x, tmp_path,
+                                                      ("--switch", "2x0.5"), ("--switch", "2x0.5"))
     assert code == 0, log[-3000:]
     ref = ReferenceExecutor(bundle, switch="2x0.5").predict(x)
     assert out is not None and out.shape == ref.shape == (count, 10), log[-3000:]
@@ -238,12 +246,8 @@ def test_java_device0_starts_on_the_switch_that_is_there_when_a_device_is_down(c
     addresses = f"127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
     key = key_file(tmp_path)
     x, _ = real_images(2, seed=5)
-    peer = PeerProcess(bundle, 1, addresses, key, log=tmp_path / "peer1.log")
-    try:
-        peer.wait_ready()
-        code, log, out = run_java_device0(classes, bundle, addresses, key, x, tmp_path, "--connect-timeout", "1")
-    finally:
-        peer.stop()
+    code, log, out = java_device0_beside_python_peer1(classes, bundle, addresses, key, x, tmp_path, (),
+                                                      ("--connect-timeout", "1"))
     assert code == 0, log[-3000:]
     assert f"switch '0.5+0.3+0.2' not ready within 1.0 s (device 2 at 127.0.0.1:{ports[1]}: " in log, log[-3000:]
     assert "starting on switch '2x0.5'" in log and "device 0 connected: switch 2x0.5" in log, log[-3000:]

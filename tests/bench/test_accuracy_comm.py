@@ -2,22 +2,14 @@
 gap recovered and the wall time by cores, on synthetic run records (no
 training)."""
 
-import importlib.util
-import os
-import sys
-
 import pytest
 
-_BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+from tests.bench.scripts import load
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, os.path.abspath(_BENCH))
-    spec = importlib.util.spec_from_file_location("bench_accuracy_comm", os.path.join(_BENCH, "accuracy_comm.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("accuracy_comm.py")
 
 
 def _runs(top1s, seconds=400.0, cores=1):

@@ -1,22 +1,14 @@
 """bench/tasks.py: the summary, paired differences, latency ratios and target
 verdicts on synthetic run records (no training)."""
 
-import importlib.util
-import os
-import sys
-
 import pytest
 
-_BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+from tests.bench.scripts import load
 
 
 @pytest.fixture(scope="module")
 def tasks():
-    sys.path.insert(0, os.path.abspath(_BENCH))
-    spec = importlib.util.spec_from_file_location("bench_tasks", os.path.join(_BENCH, "tasks.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("tasks.py")
 
 
 def _run(metric, value, latency=None, error=None, comm=0.2, **extra):

@@ -315,10 +315,7 @@ final class Connection {
         if (!dialed && node.inUse(p, peer)) {
             // Refused before this side's AUTH, so the dialer never counts it ready. An open connection is live
             // (silence closes one within the peer deadline), so a device back after a drop gets in on a redial.
-            throw new FrameException(ErrorCode.DEVICE_IN_USE, "device " + peer + " is already connected to device "
-                    + me + " on switch '" + p.switchName + "', and that connection is live: two processes claim "
-                    + "device index " + peer + "? Give each device its own index (a device that reconnects after a "
-                    + "drop gets in once its old connection closes, within the peer deadline)");
+            throw new FrameException(ErrorCode.DEVICE_IN_USE, inUseDetail(peer, me, p.switchName));
         }
         byte[] mine = Frames.authMac(config.key, p.sha256(), me, peer, nonce, theirs.nonce());
         if (dialed) {
@@ -336,6 +333,17 @@ final class Connection {
         if (!Frames.macEquals(mac, want)) {
             throw new FrameException(ErrorCode.AUTH_FAILED, "wrong MAC: the two sides hold different session keys");
         }
+    }
+
+    /**
+     * The DEVICE_IN_USE message (FRAME_FORMAT.md section 5), whichever check refuses: the HELLO's, or two
+     * handshakes of one device ready at once. As paradis_runtime/_connection.py words it.
+     */
+    static String inUseDetail(int device, int me, String switchName) {
+        return "device " + device + " is already connected to device " + me + " on switch '" + switchName
+                + "', and that connection is live: two processes claim device index " + device + "? Give each "
+                + "device its own index (a device that reconnects after a drop gets in once its old connection "
+                + "closes, within the peer deadline)";
     }
 
     /** The connection's thread: handshake, then frames until closed. */

@@ -579,9 +579,8 @@ public final class Peer {
             log("device " + device + ": device " + conn.peer + " (" + conn.program.switchName + ") connected twice "
                     + "at once, from " + old.address + " and " + conn.address + "; keeping the first (DEVICE_IN_USE to "
                     + "the second: does another process use device index " + conn.peer + "?)");
-            conn.fail(ErrorCode.DEVICE_IN_USE, "device " + conn.peer + " is already connected to device " + device
-                    + " on switch '" + conn.program.switchName + "': two processes claim device index " + conn.peer
-                    + "?", Frames.NO_TENSOR, 0);
+            conn.fail(ErrorCode.DEVICE_IN_USE, Connection.inUseDetail(conn.peer, device, conn.program.switchName),
+                    Frames.NO_TENSOR, 0);
             return;
         }
         if (old != null) {
