@@ -110,9 +110,9 @@ export class Peer {
 
   _ready(conn) {
     this.dialing.delete(conn.peer);
-    const old = this.conns.get(conn.peer);
+    // A page holds at most one connection per peer: it dials each once at start and again only from
+    // _closed, after the last one ended, so there is never an older ready one to replace here.
     this.conns.set(conn.peer, conn);
-    if (old) old.close('replaced by a newer connection from the same device');
     if (conn.peer === this.program.inputDevice && !this.program.isInput) this._dropAll(); // fresh ids (section 7)
     const held = this.held.get(conn.peer) ?? [];
     this.held.delete(conn.peer);
