@@ -85,6 +85,9 @@ ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.
 # contrasts the targets read (a larger --seeds trains more, about 20 minutes
 # per seed of the six variants on this CPU with --workers 2).
 ACCURACY_LONG ?= --regimes narrow --seeds 13 --variants unsplit,independent,random_0.2,disco_0.2,random_0.1,disco_0.1
+# Its mid regime: the contrasts the mid targets read (about 23 minutes per
+# seed of the four on this CPU with --workers 2).
+ACCURACY_LONG_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.2,disco_0.2
 # bench/switches.py: the seeds recorded so far of its paired 12-epoch setting
 # (bench/records/switches, trained with KERAS_BACKEND=jax: a seed's pairs
 # need one backend, so the script runs on JAX here); a larger --seeds trains
@@ -103,6 +106,7 @@ bench: install system-packages web-deps
 	$(ACCURACY_ENV) $(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_NARROW)
 	$(ACCURACY_ENV) $(PY) bench/accuracy_comm.py --preset $(BENCH_PRESET) $(ACCURACY_MID) --merge
 	KERAS_BACKEND=jax $(PY) bench/accuracy_comm.py --preset cpu_long $(ACCURACY_LONG)
+	KERAS_BACKEND=jax $(PY) bench/accuracy_comm.py --preset cpu_long $(ACCURACY_LONG_MID) --merge
 	KERAS_BACKEND=jax $(PY) bench/switches.py --preset $(BENCH_PRESET) $(SWITCHES)
 	$(PY) bench/tasks.py --preset $(BENCH_PRESET) $(TASKS)
 	$(PY) bench/export.py

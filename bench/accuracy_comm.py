@@ -47,7 +47,8 @@ KERAS_BACKEND=jax on a GPU); ``--preset cpu`` is the setting for this 2-core
 machine in which every ranking was tried (4 epochs, Adam 0.01);
 ``--preset cpu_long`` (12 epochs, Adam 0.001, up to 20 seeds) is the
 instrument that separates unsplit from independent branches by more than 3x
-the paired half-width, run on the contrasts the targets read. ``--workers N``
+the paired half-width in the narrow regime (2.4x in mid at 5 seeds), run on
+the contrasts the targets read. ``--workers N``
 trains N runs at once, one per core: on this 2-core machine two single-core
 runs took 370-440 s where one run on both cores took about 200 s (the same
 throughput, within 5 %); on a machine with more cores it is the way to use
@@ -90,7 +91,8 @@ PRESETS = {
     # pt, 4.4x the paired half-width (preset cpu: 2.4 pt, 1.9x), so the seeds
     # go to the contrasts the targets read: run it with --variants unsplit,independent,random_0.2,
     # disco_0.2,random_0.1,disco_0.1 and --workers 2. Its results go to their own files
-    # (accuracy_comm_cpu_long.*), beside preset cpu's ranking sweep.
+    # (accuracy_comm_cpu_long.*), beside preset cpu's ranking sweep. The mid
+    # regime: --variants unsplit,independent,random_0.2,disco_0.2 --merge.
     "cpu_long": {"train_limit": 20000, "test_limit": None, "epochs": 12, "seeds": 20, "batch_size": 128,
                  "lr": 1e-3},
 }
@@ -181,14 +183,15 @@ def summarize(records):
                 "top1_seeds": [runs[s]["top1"] for s in seeds],
                 "seeds": seeds,
                 "seconds": C.mean_spread([runs[s].get("seconds") for s in seeds])[0],
+                # [seconds, cores] per seed: the regime's wall-time line is made
+                # from the rows, so rows merged from a stored file count too.
+                "wall": [[runs[s].get("seconds"), runs[s].get("cores")] for s in seeds],
                 "comm_ratio": C.mean_spread([runs[s]["comm_ratio"] for s in seeds])[0]
                 if first["comm_ratio"] is not None else 0.0,
                 "flops_per_device_ratio": first["flops_per_device_ratio"],
                 "params_per_device_ratio": first["params_per_device_ratio"],
             }
-        out[regime] = {"variants": rows, "wall_time": C.wall_by_cores(
-            [(run["seconds"], run.get("cores")) for runs in variants.values() for run in runs.values()
-             if run.get("seconds") is not None])}
+        out[regime] = {"variants": rows}
     return with_paired(out)
 
 
@@ -203,9 +206,12 @@ def _paired(rows, variant, baseline):
 
 
 def with_paired(summary):
-    """Sets each regime's gap_recovered, paired differences and the instrument check."""
+    """Sets each regime's gap_recovered, paired differences, the instrument
+    check and the wall time per run (from every row's runs, merged ones too)."""
     for regime in summary.values():
         rows = regime["variants"]
+        regime["wall_time"] = C.wall_by_cores([(seconds, cores) for row in rows.values()
+                                               for seconds, cores in row.get("wall", []) if seconds is not None])
         u = rows.get("unsplit", {}).get("top1")
         i = rows.get("independent", {}).get("top1")
         for row in rows.values():

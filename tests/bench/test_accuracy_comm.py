@@ -2,6 +2,8 @@
 gap recovered and the wall time by cores, on synthetic run records (no
 training)."""
 
+import json
+
 import pytest
 
 from tests.bench.scripts import load
@@ -47,3 +49,19 @@ def test_wall_time_is_reported_by_cores(bench):
     assert summary["narrow"]["instrument"]["gap_in_half_widths"] is None
     text = bench.markdown(summary, {"description": "synthetic", "command": "x"}, bench.verdicts(summary))
     assert "by the cores a run could use: 1 core: 400 s a run (12 runs" in text
+
+
+def test_a_regime_merged_from_the_stored_file_keeps_its_wall_time(bench, monkeypatch):
+    # The stored file as written to disk (JSON), then a run of the mid regime merged with it.
+    stored = json.loads(json.dumps(bench.summarize(_records(with_random_01=True))))
+    stored["setting"] = {"seeds": {"narrow": 3}, "command": "narrow run"}
+    monkeypatch.setattr(bench.C, "stored_results", lambda name, setting: stored)
+    monkeypatch.setattr(bench.C, "describe", lambda setting: "synthetic")
+    mid = bench.summarize({"mid": {"unsplit": _runs([0.88, 0.87, 0.89], 500.0),
+                                   "independent": _runs([0.86] * 3, 500.0)}})
+    merged = bench.merge_stored(mid, {"preset": "cpu_long", "seeds": {"mid": 3}})
+    assert merged["narrow"]["wall_time"] == ("1 core: 400 s a run (12 runs, 400-400 s); "
+                                             "2 cores: 200 s a run (6 runs, 200-200 s)")
+    assert merged["mid"]["wall_time"] == "1 core: 500 s a run (6 runs, 500-500 s)"
+    text = bench.markdown(merged, {"description": "synthetic", "command": "x"}, bench.verdicts(merged))
+    assert text.count("by the cores a run could use") == 2
