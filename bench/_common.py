@@ -175,18 +175,20 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 
 def paired_difference(values, baseline):
     """Per-seed differences ``values[i] - baseline[i]`` (same seeds, same
-    order): their mean, the 95 % t interval of the mean and its half-width.
+    order): their mean, the 95 % t interval of the mean and its half-width,
+    and on how many seeds ``values`` is above and below (ties count in neither).
     One seed gives no interval (None)."""
     if len(values) != len(baseline) or not values:
         raise ValueError(f"paired_difference: {len(values)} values against {len(baseline)} baseline values; "
                          "pair the same seeds")
     diffs = [a - b for a, b in zip(values, baseline)]
     mean = statistics.fmean(diffs)
+    counts = {"above": sum(d > 0 for d in diffs), "below": sum(d < 0 for d in diffs)}
     if len(diffs) < 2:
-        return {"diff_mean": mean, "ci95": None, "half_width": None, "diffs": diffs}
+        return {"diff_mean": mean, "ci95": None, "half_width": None, "diffs": diffs, **counts}
     df = len(diffs) - 1
     half = _t975(df) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return {"diff_mean": mean, "ci95": [mean - half, mean + half], "half_width": half, "diffs": diffs}
+    return {"diff_mean": mean, "ci95": [mean - half, mean + half], "half_width": half, "diffs": diffs, **counts}
 
 
 def _t975(df: int) -> float:

@@ -299,6 +299,14 @@ def _interval(p):
     return _pt(p["diff_mean"], signed=True), ci
 
 
+def _above_below(paired):
+    """"8 / 4": on how many seeds the variant is above and below its baseline
+    (ties in neither); "-" for no pairing or a stored file that predates the counts."""
+    if not paired or "above" not in paired:
+        return "-"
+    return f"{paired['above']} / {paired['below']}"
+
+
 def markdown(summary, setting, verdict):
     lines = ["# Accuracy against communication (Fashion-MNIST, ResNet-20)", "",
              f"Setting: {setting['description']}", "",
@@ -308,9 +316,10 @@ def markdown(summary, setting, verdict):
         r = REGIMES[name]
         lines += [f"## {name}: {r['devices']} devices, width {r['width']}", "",
                   "| variant | top-1 % (mean) | spread pt | seeds | paired diff pt | 95 % interval pt | vs | "
+                  "seeds above / below it | "
                   "diff to unsplit pt | 95 % interval pt | diff to disco_0.2 pt | 95 % interval pt | comm ratio | "
                   "FLOPs/device | params/device | gap recovered | s/run |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for variant, row in regime["variants"].items():
             p = regime["paired"].get(variant)
             d, ci = _interval(p)
@@ -321,6 +330,7 @@ def markdown(summary, setting, verdict):
             lines.append(
                 f"| {variant} | {100 * row['top1']:.2f} | {100 * (row['top1_spread'] or 0):.2f} | "
                 f"{len(row['top1_seeds'])} | {d} | {ci} | {p['baseline'] if p else '-'} | "
+                f"{_above_below(p)} | "
                 f"{du} | {ciu} | {dd} | {cid} | "
                 f"{row['comm_ratio']:.3f} | {row['flops_per_device_ratio']:.3f} | "
                 f"{row['params_per_device_ratio']:.3f} | {gap} | {secs} |")

@@ -49,6 +49,8 @@ def test_wall_time_is_reported_by_cores(bench):
     assert summary["narrow"]["instrument"]["gap_in_half_widths"] is None
     text = bench.markdown(summary, {"description": "synthetic", "command": "x"}, bench.verdicts(summary))
     assert "by the cores a run could use: 1 core: 400 s a run (12 runs" in text
+    # disco_0.2 - random_0.2 per seed: +0.005, +0.005, +0.006: above on all three.
+    assert "| disco_0.2 | 81.53 | 2.10 | 3 | +0.53 | [+0.39, +0.68] | random_0.2 | 3 / 0 |" in text
 
 
 def test_a_regime_merged_from_the_stored_file_keeps_its_wall_time(bench, monkeypatch):

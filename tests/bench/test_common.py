@@ -230,3 +230,11 @@ def test_wall_time_is_split_by_the_cores_a_run_had(common):
     assert said == ("1 core: 390 s a run (2 runs, 380-400 s); 2 cores: 200 s a run (1 run, 200-200 s); "
                     "cores not recorded: 300 s a run (1 run, 300-300 s)"), said
     assert common.wall_by_cores([]) == ""
+
+
+def test_paired_difference_counts_the_seeds_above_and_below(common):
+    p = common.paired_difference([0.82, 0.80, 0.81, 0.79], [0.80, 0.81, 0.81, 0.78])
+    assert (p["above"], p["below"]) == (2, 1)  # the third seed is a tie
+    assert p["diff_mean"] == pytest.approx(0.005)
+    one = common.paired_difference([0.80], [0.81])
+    assert (one["above"], one["below"], one["ci95"]) == (0, 1, None)
