@@ -85,7 +85,7 @@ ACCURACY_MID ?= --regimes mid --seeds 5 --variants unsplit,independent,random_0.
 # contrasts the targets read (a larger --seeds trains more, about 20 minutes
 # per seed of the six variants on this CPU with --workers 2).
 ACCURACY_LONG ?= --regimes narrow --seeds 13 --variants unsplit,independent,random_0.2,disco_0.2,random_0.1,disco_0.1
-# Its mid regime: the contrasts the mid targets read (about 23 minutes per
+# Its mid regime: the contrasts the mid targets read (about 18 minutes per
 # seed of the four on this CPU with --workers 2).
 ACCURACY_LONG_MID ?= --regimes mid --seeds 7 --variants unsplit,independent,random_0.2,disco_0.2
 # bench/switches.py: the seeds recorded so far of its paired 12-epoch setting
