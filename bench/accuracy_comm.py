@@ -47,8 +47,8 @@ KERAS_BACKEND=jax on a GPU); ``--preset cpu`` is the setting for this 2-core
 machine in which every ranking was tried (4 epochs, Adam 0.01);
 ``--preset cpu_long`` (12 epochs, Adam 0.001, up to 20 seeds) is the
 instrument that separates unsplit from independent branches by more than 3x
-the paired half-width in both regimes (narrow 7.2x at 13 seeds, mid 3.6x at
-7), run on the contrasts the targets read. ``--workers N``
+the paired half-width in both regimes (narrow 7.2x at 13 seeds, mid 5.0x at
+14), run on the contrasts the targets read. ``--workers N``
 trains N runs at once, one per core: on this 2-core machine two single-core
 runs took 370-440 s where one run on both cores took about 200 s (the same
 throughput, within 5 %); on a machine with more cores it is the way to use
