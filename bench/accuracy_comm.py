@@ -45,7 +45,7 @@ library's default, disco_0.2): diff_mean and ci95 in top-1 fractions
 Presets: ``--preset gpu`` (60k/10k images, 12 epochs, 5 seeds; run it with
 KERAS_BACKEND=jax on a GPU); ``--preset cpu`` is the setting for this 2-core
 machine in which every ranking was tried (4 epochs, Adam 0.01);
-``--preset cpu_long`` (12 epochs, Adam 0.001, up to 20 seeds) is the
+``--preset cpu_long`` (12 epochs, Adam 0.001, 20 seeds unless --seeds says) is the
 instrument that separates unsplit from independent branches by more than 3x
 the paired half-width in both regimes (narrow 7.2x at 13 seeds, mid 5.0x at
 14), run on the contrasts the targets read. ``--workers N``
