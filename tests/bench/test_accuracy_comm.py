@@ -67,3 +67,19 @@ def test_a_regime_merged_from_the_stored_file_keeps_its_wall_time(bench, monkeyp
     assert merged["mid"]["wall_time"] == "1 core: 500 s a run (6 runs, 500-500 s)"
     text = bench.markdown(merged, {"description": "synthetic", "command": "x"}, bench.verdicts(merged))
     assert text.count("by the cores a run could use") == 2
+
+
+def test_each_regime_has_its_own_instrument_verdict(bench):
+    # narrow: the gap 5 pt +- 0.1 pt over five seeds, every contrast tight;
+    # mid: the gap 1 pt but independent's spread as wide, so it does not separate.
+    narrow = {"unsplit": _runs([0.83, 0.82, 0.84, 0.83, 0.82]),
+              "independent": _runs([0.78, 0.771, 0.79, 0.781, 0.769]),
+              "random_0.2": _runs([0.81, 0.80, 0.82, 0.81, 0.80]),
+              "disco_0.2": _runs([0.812, 0.801, 0.822, 0.811, 0.802])}
+    mid = {"unsplit": _runs([0.88, 0.87, 0.89, 0.88, 0.87]),
+           "independent": _runs([0.87, 0.86, 0.89, 0.86, 0.86])}
+    met = bench.verdicts(bench.summarize({"narrow": narrow, "mid": mid}))
+    assert met["narrow.instrument"] is True
+    assert met["mid.instrument"] is False
+    assert met["instrument"] is False  # asked of every regime
+    assert bench.verdicts(bench.summarize({"narrow": narrow}))["instrument"] is True
