@@ -96,6 +96,8 @@ PRESETS = {
     "cpu_long": {"train_limit": 20000, "test_limit": None, "epochs": 12, "seeds": 20, "batch_size": 128,
                  "lr": 1e-3},
 }
+# Item 1's test of one regime (see _separates).
+_SEPARATES = "unsplit - independent >= 3x the paired half-width, every half-width <= 0.3 pt"
 TARGETS = {
     "narrow.disco_0.2_minus_random_0.2": "paired 95 % interval above 0",
     "narrow.disco_0.1.gap_recovered": ">= 0.5",
@@ -104,9 +106,9 @@ TARGETS = {
     "mid.flops_and_params_per_device_ratio": "<= 0.6 at 2 devices (disco_0.2)",
     # Item 1 asks for one CPU setting that tells variants apart: each regime's
     # own verdict says which one does; "instrument" asks it of every regime.
-    "narrow.instrument": "unsplit - independent >= 3x the paired half-width, every half-width <= 0.3 pt",
-    "mid.instrument": "unsplit - independent >= 3x the paired half-width, every half-width <= 0.3 pt",
-    "instrument": "per regime: unsplit - independent >= 3x the paired half-width, every half-width <= 0.3 pt",
+    "narrow.instrument": _SEPARATES,
+    "mid.instrument": _SEPARATES,
+    "instrument": "per regime: " + _SEPARATES,
 }
 
 
